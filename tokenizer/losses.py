@@ -1,0 +1,126 @@
+"""VQ-GAN training losses: reconstruction (L1/L2), perceptual, quantiser, and the patch-GAN terms.
+
+Kept apart from the model (LlamaGen's VQLoss beside VQModel). The generator loss and the discriminator
+loss are separate methods because they are optimised by separate optimisers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .perceptual import PERCEPTUAL_LOSSES, build_perceptual_loss
+
+RECONSTRUCTION_LOSSES = ("l1", "l2")
+GAN_LOSSES = ("hinge", "non-saturating")
+
+
+@dataclass
+class LossConfig:
+    reconstruction_loss: str = "l1"
+    reconstruction_weight: float = 1.0
+    perceptual_loss: str = "auto"  # see tokenizer.perceptual.PERCEPTUAL_LOSSES
+    perceptual_weight: float = 1.0
+    quantizer_weight: float = 1.0
+    gan_loss: str = "hinge"
+    gan_weight: float = 0.5  # multiplies the adaptive weight λ
+    disc_start_step: int = 2000  # generator and discriminator GAN terms switch on here
+    adaptive_weight_max: float = 1e4  # clamp on λ
+    adaptive_weight_delta: float = 1e-4  # δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ)
+
+    def __post_init__(self) -> None:
+        choices = {
+            "reconstruction_loss": RECONSTRUCTION_LOSSES,
+            "gan_loss": GAN_LOSSES,
+            "perceptual_loss": PERCEPTUAL_LOSSES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {list(allowed)}")
+        for name in ("reconstruction_weight", "perceptual_weight", "quantizer_weight", "gan_weight", "disc_start_step"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: expected a non-negative value")
+
+
+def adaptive_gan_weight(
+    rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor, delta: float, max_weight: float
+) -> torch.Tensor:
+    """λ = ‖∇_{G_L} L_rec‖ / (‖∇_{G_L} L_GAN‖ + δ) at the decoder's last layer G_L, clamped, no grad."""
+    rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
+    gan_grad = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)[0]
+    weight = rec_grad.float().norm() / (gan_grad.float().norm() + delta)
+    return weight.clamp(0.0, max_weight).detach()
+
+
+def generator_adversarial_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "hinge":
+        return -fake_logits.mean()
+    return F.softplus(-fake_logits).mean()  # non-saturating: -log σ(D(G(z)))
+
+
+def discriminator_adversarial_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "hinge":
+        return 0.5 * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())
+    return 0.5 * (F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean())
+
+
+class VQGANLoss(nn.Module):
+    """Holds the (frozen) perceptual network and the loss settings."""
+
+    def __init__(self, config: LossConfig):
+        super().__init__()
+        self.config = config
+        self.perceptual = build_perceptual_loss(config.perceptual_loss)
+
+    def gan_active(self, step: int) -> bool:
+        return self.config.gan_weight > 0 and step >= self.config.disc_start_step
+
+    def reconstruction(self, images: torch.Tensor, reconstruction: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Pixel plus perceptual loss (the 'L_rec' of the adaptive weight)."""
+        pixel = (F.l1_loss if self.config.reconstruction_loss == "l1" else F.mse_loss)(reconstruction, images)
+        loss = self.config.reconstruction_weight * pixel
+        logs = {"pixel_loss": float(pixel)}
+        if self.perceptual is not None and self.config.perceptual_weight > 0:
+            perceptual = self.perceptual(reconstruction.float(), images.float()).mean()
+            loss = loss + self.config.perceptual_weight * perceptual
+            logs["perceptual_loss"] = float(perceptual)
+        return loss, logs
+
+    def generator_loss(
+        self,
+        images: torch.Tensor,
+        reconstruction: torch.Tensor,
+        quantizer_loss: torch.Tensor,
+        discriminator: nn.Module | None,
+        last_layer: torch.Tensor,
+        step: int,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total generator objective: L_rec + w_q·L_VQ + gan_weight·λ·L_GAN (GAN part only after disc_start_step)."""
+        rec_loss, logs = self.reconstruction(images, reconstruction)
+        loss = rec_loss + self.config.quantizer_weight * quantizer_loss
+        logs["quantizer_loss"] = float(quantizer_loss)
+        if discriminator is not None and self.gan_active(step):
+            gan_loss = generator_adversarial_loss(discriminator(reconstruction), self.config.gan_loss)
+            weight = adaptive_gan_weight(
+                rec_loss, gan_loss, last_layer, self.config.adaptive_weight_delta, self.config.adaptive_weight_max
+            )
+            loss = loss + self.config.gan_weight * weight * gan_loss
+            logs.update(gan_loss=float(gan_loss), adaptive_weight=float(weight))
+        logs["loss"] = float(loss)
+        return loss, logs
+
+    def discriminator_loss(
+        self, images: torch.Tensor, reconstruction: torch.Tensor, discriminator: nn.Module
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Patch-GAN loss on real images vs detached reconstructions."""
+        real_logits = discriminator(images.detach())
+        fake_logits = discriminator(reconstruction.detach())
+        loss = discriminator_adversarial_loss(real_logits, fake_logits, self.config.gan_loss)
+        return loss, {
+            "disc_loss": float(loss),
+            "logits_real": float(real_logits.mean()),
+            "logits_fake": float(fake_logits.mean()),
+        }

@@ -1,0 +1,255 @@
+"""Vector quantiser: nearest-codebook lookup with the straight-through gradient copy.
+
+Options against codebook collapse (the most reported VQ failure): EMA codebook updates with Laplace
+smoothing of counts (VQ-VAE), dead-code restart from recent encoder outputs, k-means initialisation from
+the first training batch, l2-normalised codes, and a low code dimension (LlamaGen's 8-dim lookup; the
+projection to it is `VQGAN.quant_conv`). Distance and EMA maths run in fp32 even under autocast, and
+every codebook statistic is all-reduced across processes so replicas keep identical codebooks.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class QuantizerConfig:
+    codebook_size: int = 1024
+    code_dim: int = 8
+    beta: float = 0.25  # weight of the commitment term β‖z_e − sg[e]‖² (not of the codebook term)
+    use_ema: bool = True
+    ema_decay: float = 0.99
+    ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA counts
+    l2_normalize: bool = False
+    kmeans_init: bool = True
+    kmeans_iters: int = 10
+    dead_code_threshold: float = 1.0  # restart codes whose EMA count per batch falls below this; 0 = off
+    usage_window: int = 100  # batches over which usage and perplexity are measured
+
+    def __post_init__(self) -> None:
+        if self.codebook_size < 2:
+            raise ValueError(f"codebook_size={self.codebook_size}: expected at least 2 codes")
+        if self.code_dim < 1:
+            raise ValueError(f"code_dim={self.code_dim}: expected a positive code dimension")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay}: expected a value in (0, 1)")
+        if self.beta < 0:
+            raise ValueError(f"beta={self.beta}: expected a non-negative commitment weight")
+        if self.dead_code_threshold < 0:
+            raise ValueError(f"dead_code_threshold={self.dead_code_threshold}: expected >= 0")
+        if self.usage_window < 1:
+            raise ValueError(f"usage_window={self.usage_window}: expected at least 1 batch")
+
+
+@dataclass
+class QuantizerOutput:
+    quantized: torch.Tensor  # (B, D, h, w), straight-through: forward = codes, backward = identity
+    indices: torch.Tensor  # (B, h, w) long
+    loss: torch.Tensor  # codebook_loss + beta * commitment_loss
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    if _distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def _broadcast_(tensor: torch.Tensor) -> torch.Tensor:
+    """Make every process hold rank 0's values (random choices must agree across replicas)."""
+    if _distributed():
+        dist.broadcast(tensor, src=0)
+    return tensor
+
+
+def _all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    if not _distributed():
+        return rows
+    gathered = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, rows.contiguous())
+    return torch.cat(gathered)
+
+
+def nearest_code(vectors: torch.Tensor, codebook: torch.Tensor, chunk_elements: int = 1 << 25) -> torch.Tensor:
+    """Index of the closest codebook row (squared L2) for each vector: (N, D), (K, D) -> (N,) long.
+
+    Chunked over N so the (N, K) distance matrix stays bounded for large codebooks.
+    """
+    code_sq = codebook.pow(2).sum(1)  # (K,)
+    rows = max(1, chunk_elements // codebook.shape[0])
+    out = []
+    for chunk in vectors.split(rows):
+        dist_sq = chunk.pow(2).sum(1, keepdim=True) - 2 * chunk @ codebook.t() + code_sq  # (n, K)
+        out.append(dist_sq.argmin(1))
+    return torch.cat(out) if out else vectors.new_zeros(0, dtype=torch.long)
+
+
+def kmeans(vectors: torch.Tensor, num_clusters: int, iters: int, spherical: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means: (N, D) -> centroids (K, D), cluster sizes (K,). Empty clusters keep their seed."""
+    n = vectors.shape[0]
+    if n >= num_clusters:
+        seeds = torch.randperm(n, device=vectors.device)[:num_clusters]
+    else:  # fewer vectors than codes: sample with replacement
+        seeds = torch.randint(n, (num_clusters,), device=vectors.device)
+    centroids = vectors[seeds].clone()
+    counts = torch.zeros(num_clusters, device=vectors.device)
+    for _ in range(max(1, iters)):
+        assign = nearest_code(vectors, centroids)
+        counts = torch.bincount(assign, minlength=num_clusters).float()
+        sums = torch.zeros_like(centroids).index_add_(0, assign, vectors)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+        if spherical:
+            centroids = F.normalize(centroids, dim=1)
+    return centroids, counts
+
+
+class VectorQuantizer(nn.Module):
+    """Latents (B, D, h, w) → nearest codes, indices (B, h, w) and the VQ losses."""
+
+    def __init__(self, config: QuantizerConfig):
+        super().__init__()
+        self.config = config
+        k, d = config.codebook_size, config.code_dim
+        init = torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k)
+        if config.l2_normalize:
+            init = F.normalize(torch.randn(k, d), dim=1)
+        if config.use_ema:
+            # EMA codebooks are statistics, not parameters: no optimiser touches them.
+            self.register_buffer("codebook", init)
+            self.register_buffer("ema_count", torch.ones(k))
+            self.register_buffer("ema_sum", init.clone())
+        else:
+            self.codebook = nn.Parameter(init)
+        self.register_buffer("usage_ema", torch.zeros(k))  # EMA of per-batch counts, for dead-code restart
+        self.register_buffer("initialized", torch.tensor(not config.kmeans_init))
+        self._window: collections.deque[torch.Tensor] = collections.deque(maxlen=config.usage_window)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def normalized_codebook(self) -> torch.Tensor:
+        """The codebook as used for lookup, fp32: (K, D)."""
+        codebook = self.codebook.float()
+        return F.normalize(codebook, dim=1) if self.config.l2_normalize else codebook
+
+    def embed(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code vectors for indices: (B, h, w) long → (B, D, h, w)."""
+        return F.embedding(indices, self.normalized_codebook()).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        b, d, h, w = latents.shape
+        if d != self.config.code_dim:
+            raise ValueError(f"latents have {d} channels; expected code_dim={self.config.code_dim}")
+        with torch.autocast(device_type=latents.device.type, enabled=False):
+            flat = latents.float().permute(0, 2, 3, 1).reshape(-1, d)  # (N, D), N = B*h*w
+            if self.config.l2_normalize:
+                flat = F.normalize(flat, dim=1)
+            if self.training:
+                self._prepare_codebook_(flat.detach())
+            codebook = self.normalized_codebook()
+            indices = nearest_code(flat.detach(), codebook)  # (N,)
+            codes = F.embedding(indices, codebook)  # (N, D); grads reach a learned codebook
+            commitment = F.mse_loss(flat, codes.detach())
+            if self.config.use_ema:
+                codebook_loss = commitment.new_zeros(())
+            else:
+                codebook_loss = F.mse_loss(codes, flat.detach())
+            if self.training:
+                self._update_statistics_(flat.detach(), indices)
+            quantized = flat + (codes - flat).detach()  # straight-through gradient copy
+        return QuantizerOutput(
+            quantized=quantized.reshape(b, h, w, d).permute(0, 3, 1, 2),
+            indices=indices.reshape(b, h, w),
+            loss=codebook_loss + self.config.beta * commitment,
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment,
+        )
+
+    # --- training-time codebook maintenance -------------------------------------------------------
+
+    @torch.no_grad()
+    def _prepare_codebook_(self, flat: torch.Tensor) -> None:
+        if not bool(self.initialized):
+            self._kmeans_init_(flat)
+        elif self.config.dead_code_threshold > 0:
+            self._restart_dead_codes_(flat)
+
+    @torch.no_grad()
+    def _kmeans_init_(self, flat: torch.Tensor) -> None:
+        centroids, counts = kmeans(
+            _all_gather_rows(flat), self.codebook_size, self.config.kmeans_iters, self.config.l2_normalize
+        )
+        _broadcast_(centroids)
+        _broadcast_(counts)
+        self._set_codes_(torch.arange(self.codebook_size, device=flat.device), centroids, counts.clamp(min=1.0))
+        self.usage_ema.copy_(counts / _world_size())  # counts per process-batch, like the EMA updates
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _restart_dead_codes_(self, flat: torch.Tensor) -> None:
+        dead = (self.usage_ema < self.config.dead_code_threshold).nonzero().squeeze(1)  # same on every rank
+        if dead.numel() == 0:
+            return
+        pick = torch.randint(flat.shape[0], (dead.numel(),), device=flat.device)
+        replacements = _broadcast_(flat[pick].clone())  # (num_dead, D), rank 0's encoder outputs
+        self._set_codes_(dead, replacements, torch.ones(dead.numel(), device=flat.device))
+        self.usage_ema[dead] = self.config.dead_code_threshold
+
+    def _set_codes_(self, rows: torch.Tensor, vectors: torch.Tensor, counts: torch.Tensor) -> None:
+        self.codebook.data[rows] = vectors.to(self.codebook.dtype)
+        if self.config.use_ema:
+            self.ema_count[rows] = counts
+            self.ema_sum[rows] = vectors * counts[:, None]
+
+    @torch.no_grad()
+    def _update_statistics_(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        k, decay = self.codebook_size, self.config.ema_decay
+        counts = _all_reduce_sum_(torch.bincount(indices, minlength=k).float())  # (K,)
+        self.usage_ema.mul_(decay).add_(counts / _world_size(), alpha=1 - decay)
+        self._window.append(counts.cpu())
+        if not self.config.use_ema:
+            return
+        sums = _all_reduce_sum_(torch.zeros(k, flat.shape[1], device=flat.device).index_add_(0, indices, flat))
+        self.ema_count.mul_(decay).add_(counts, alpha=1 - decay)
+        self.ema_sum.mul_(decay).add_(sums, alpha=1 - decay)
+        # Laplace smoothing keeps unused codes from dividing by zero: (n_k + ε) / (n + Kε) · n
+        total = self.ema_count.sum()
+        smoothed = (self.ema_count + self.config.ema_epsilon) / (total + k * self.config.ema_epsilon) * total
+        self.codebook.copy_(self.ema_sum / smoothed[:, None])
+
+    # --- statistics ----------------------------------------------------------------------------------
+
+    def reset_window(self) -> None:
+        self._window.clear()
+
+    def window_stats(self) -> dict[str, float]:
+        """Codebook usage (fraction of codes hit) and perplexity over the recent training batches."""
+        if not self._window:
+            return {"codebook_usage": 0.0, "perplexity": 0.0}
+        return code_statistics(torch.stack(list(self._window)).sum(0))
+
+
+def code_statistics(counts: torch.Tensor) -> dict[str, float]:
+    """Usage and perplexity from code counts (K,): perplexity = exp(entropy of the code distribution)."""
+    counts = counts.double()
+    probs = counts / counts.sum().clamp(min=1)
+    entropy = -(probs * probs.clamp(min=1e-30).log()).sum()
+    return {"codebook_usage": float((counts > 0).double().mean()), "perplexity": float(math.exp(entropy))}
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if _distributed() else 1

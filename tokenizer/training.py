@@ -1,0 +1,400 @@
+"""The VQ-GAN training loop on accelerate, as a library function a test can run for two steps.
+
+Each optimiser step: gradient-accumulated generator step (reconstruction + perceptual + quantiser + adaptive
+GAN term), then, once the GAN is on, the discriminator step. Checkpoints are accelerate `save_state`
+folders (models as safetensors, optimisers/schedulers/RNG loaded with weights_only) plus our own
+`training_state.json` and `ema.safetensors`; they are written under a temporary name and renamed when
+complete, so a killed run never leaves a checkpoint that reads as valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torchmetrics.functional.image import peak_signal_noise_ratio
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .batching import ResumableBatches, random_flip
+from .data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
+from .discriminator import DiscriminatorConfig, PatchDiscriminator
+from .ema import WeightEMA
+from .losses import LossConfig, VQGANLoss
+from .vqgan import VQGAN, VQGANConfig
+
+LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
+MIXED_PRECISION = ("no", "fp16", "bf16")
+STATE_NAME = "training_state.json"
+EMA_NAME = "ema.safetensors"
+
+
+@dataclass
+class TrainTokenizerConfig:
+    output_dir: str
+    data: ImageDataConfig
+    model: VQGANConfig = field(default_factory=VQGANConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    max_steps: int = 10_000
+    batch_size: int = 32  # per process and micro-batch
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    disc_learning_rate: float | None = None  # defaults to learning_rate
+    adam_betas: tuple[float, float] = (0.5, 0.9)  # taming's GAN betas
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    max_grad_norm: float | None = None
+    mixed_precision: str = "no"
+    ema_decay: float = 0.0  # EMA of weights; 0 = off. With EMA on, the saved model holds the EMA weights.
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 10
+    image_every: int = 500
+    checkpoint_every: int = 1000
+    checkpoints_total_limit: int | None = 2
+    resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected one of {list(MIXED_PRECISION)}")
+        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_every", "image_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
+        if self.data.resolution != self.model.resolution:
+            raise ValueError(
+                f"data resolution {self.data.resolution} differs from model resolution {self.model.resolution}"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainingProgress:
+    """What the loop needs beyond accelerate's state to continue exactly."""
+
+    step: int = 0
+    batches_seen: int = 0
+    skipped: dict = field(default_factory=lambda: {"count": 0, "examples": []})  # SkipCounter state
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def find_checkpoint(output_dir: str | Path, which: str) -> Path | None:
+    """Resolve `which` ("latest" or a path) to a complete checkpoint folder; None when "latest" finds none."""
+    if which != "latest":
+        path = Path(which)
+        if not (path / STATE_NAME).is_file():
+            raise ValueError(f"resume_from_checkpoint={which!r}: expected a checkpoint folder containing {STATE_NAME}")
+        return path
+    complete = [p for p in checkpoint_dir(output_dir).glob("checkpoint-*") if p.suffix != ".tmp" and (p / STATE_NAME).is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: TrainingProgress, ema: WeightEMA | None, limit: int | None) -> Path:
+    final = checkpoint_dir(output_dir) / f"checkpoint-{progress.step}"
+    tmp = final.with_suffix(".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        if ema is not None:
+            save_file(ema.state_dict(), str(tmp / EMA_NAME))
+        (tmp / STATE_NAME).write_text(json.dumps(dataclasses.asdict(progress), indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)  # atomic: a checkpoint is either whole or absent
+        _prune_checkpoints(output_dir, limit)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _prune_checkpoints(output_dir: str, limit: int | None) -> None:
+    if not limit:
+        return
+    done = sorted(
+        (p for p in checkpoint_dir(output_dir).glob("checkpoint-*") if p.suffix != ".tmp"),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    for old in done[:-limit]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(accelerator: Accelerator, path: Path, ema: WeightEMA | None) -> TrainingProgress:
+    accelerator.load_state(str(path))
+    if ema is not None:
+        if not (path / EMA_NAME).is_file():
+            raise ValueError(f"{path} has no {EMA_NAME}, but this run keeps an EMA of weights (ema_decay > 0)")
+        ema.load_state_dict(load_file(str(path / EMA_NAME)))
+    return TrainingProgress(**json.loads((path / STATE_NAME).read_text()))
+
+
+# --- one optimiser step -----------------------------------------------------------------------------------
+
+
+def _set_requires_grad(module: nn.Module | None, flag: bool) -> None:
+    if module is not None:
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+
+def generator_step(accelerator, model, discriminator, loss_fn, images, step, scale):
+    """Forward + backward of the generator objective for one micro-batch; returns (logs, reconstruction)."""
+    raw_disc = accelerator.unwrap_model(discriminator) if discriminator is not None else None
+    _set_requires_grad(raw_disc, False)  # the GAN term must not put gradients into D
+    try:
+        with accelerator.autocast():
+            out = model(images)
+            loss, logs = loss_fn.generator_loss(
+                images, out.reconstruction, out.quantizer.loss, raw_disc, accelerator.unwrap_model(model).last_layer, step
+            )
+        accelerator.backward(loss * scale)
+    finally:
+        _set_requires_grad(raw_disc, True)
+    return logs, out.reconstruction.detach()
+
+
+def discriminator_step(accelerator, discriminator, loss_fn, images, reconstruction, scale):
+    with accelerator.autocast():
+        loss, logs = loss_fn.discriminator_loss(images, reconstruction, discriminator)
+    accelerator.backward(loss * scale)
+    return logs
+
+
+def _batch_psnr(images: torch.Tensor, reconstruction: torch.Tensor) -> float:
+    """Mean per-image PSNR (dB) on the [0, 1] scale."""
+    to_unit = lambda x: ((x.float() + 1) / 2).clamp(0, 1)  # noqa: E731
+    per_image = peak_signal_noise_ratio(
+        to_unit(reconstruction), to_unit(images), data_range=1.0, reduction="none", dim=(1, 2, 3)
+    )
+    return float(per_image.mean())
+
+
+def _optimizer_step(accelerator, optimizer, scheduler, params, max_grad_norm):
+    if max_grad_norm:
+        accelerator.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _merge(logs: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for log in logs for k in log}
+    return {k: sum(log[k] for log in logs if k in log) / sum(k in log for log in logs) for k in sorted(keys)}
+
+
+# --- the loop ---------------------------------------------------------------------------------------------
+
+
+class TokenizerTrainer:
+    """Owns the models, optimisers and data order of one run; `train()` runs it to max_steps."""
+
+    def __init__(self, config: TrainTokenizerConfig, model: VQGAN | None = None):
+        self.config = config
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        set_seed(config.seed)
+        self.output_dir = Path(config.output_dir)
+        self.dataset = build_image_dataset(dataclasses.replace(config.data, random_flip=False))
+        self.model = model if model is not None else VQGAN(config.model)
+        self.loss_fn = VQGANLoss(config.loss).to(self.accelerator.device)
+        use_gan = config.loss.gan_weight > 0
+        self.discriminator = PatchDiscriminator(config.discriminator) if use_gan else None
+        self.ema = WeightEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        self._build_optimizers()
+        self.progress = TrainingProgress()
+        self.skips = SkipCounter()
+
+    def _build_optimizers(self) -> None:
+        c = self.config
+        total = c.max_steps
+
+        def adam(params, lr):
+            return torch.optim.AdamW(params, lr=lr, betas=tuple(c.adam_betas), weight_decay=c.weight_decay)
+
+        def schedule(opt):
+            return get_scheduler(LR_SCHEDULES[c.lr_schedule], opt, num_warmup_steps=c.warmup_steps, num_training_steps=total)
+
+        acc = self.accelerator
+        self.opt_g = adam([p for p in self.model.parameters() if p.requires_grad], c.learning_rate)
+        self.sched_g = schedule(self.opt_g)
+        # Schedulers are stepped by us once per optimiser step (accelerate would step them once per process).
+        acc.register_for_checkpointing(self.sched_g)
+        if self.discriminator is not None:
+            self.opt_d = adam(self.discriminator.parameters(), c.disc_learning_rate or c.learning_rate)
+            self.sched_d = schedule(self.opt_d)
+            acc.register_for_checkpointing(self.sched_d)
+            self.model, self.discriminator, self.opt_g, self.opt_d = acc.prepare(
+                self.model, self.discriminator, self.opt_g, self.opt_d
+            )
+        else:
+            self.model, self.opt_g = acc.prepare(self.model, self.opt_g)
+
+    @property
+    def raw_model(self) -> VQGAN:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _resume(self) -> None:
+        which = self.config.resume_from_checkpoint
+        if not which:
+            return
+        path = find_checkpoint(self.output_dir, which)
+        if path is None:
+            self.accelerator.print(f"no checkpoint under {checkpoint_dir(self.output_dir)}; starting from step 0")
+            return
+        self.progress = load_checkpoint(self.accelerator, path, self.ema)
+        self.skips.load_state_dict(self.progress.skipped)
+        self.accelerator.print(f"resumed from {path} at step {self.progress.step}")
+
+    def _next_images(self, batches) -> torch.Tensor:
+        """Next micro-batch with at least one readable image, flipped if asked, on the device."""
+        while True:
+            batch = next(batches)
+            self.skips.update(batch["skipped"])
+            if batch["image"].shape[0]:
+                images = batch["image"].to(self.accelerator.device)
+                if self.config.data.random_flip:
+                    images = random_flip(images, self.config.seed, self.batch_iter.position)
+                return images
+
+    def train_step(self, batches) -> dict[str, float]:
+        c, acc, step = self.config, self.accelerator, self.progress.step
+        gan_on = self.discriminator is not None and self.loss_fn.gan_active(step)
+        scale = 1.0 / c.gradient_accumulation_steps
+        logs, psnrs = [], []
+        for micro in range(c.gradient_accumulation_steps):
+            last = micro == c.gradient_accumulation_steps - 1
+            images = self._next_images(batches)
+            sync = contextlib.ExitStack()
+            if not last:  # DDP: all-reduce gradients only on the last micro-batch
+                sync.enter_context(acc.no_sync(self.model))
+                if self.discriminator is not None:
+                    sync.enter_context(acc.no_sync(self.discriminator))
+            with sync:
+                g_logs, recon = generator_step(acc, self.model, self.discriminator, self.loss_fn, images, step, scale)
+                if gan_on:
+                    g_logs.update(discriminator_step(acc, self.discriminator, self.loss_fn, images, recon, scale))
+            logs.append(g_logs)
+            psnrs.append(_batch_psnr(images, recon))
+        _optimizer_step(acc, self.opt_g, self.sched_g, self.model.parameters(), c.max_grad_norm)
+        if gan_on:
+            _optimizer_step(acc, self.opt_d, self.sched_d, self.discriminator.parameters(), c.max_grad_norm)
+        elif self.discriminator is not None:
+            self.sched_d.step()  # keep both schedules on the same clock
+        if self.ema is not None:
+            self.ema.update(self.raw_model)
+        merged = _merge(logs)
+        merged.update(psnr=sum(psnrs) / len(psnrs), lr=self.sched_g.get_last_lr()[0])
+        merged.update(self.raw_model.quantizer.window_stats())
+        return merged
+
+    def train(self) -> Path:
+        c, acc = self.config, self.accelerator
+        self._resume()
+        self.batch_iter = ResumableBatches(
+            self.dataset,
+            c.batch_size,
+            c.seed,
+            collate_images,
+            num_processes=acc.num_processes,
+            process_index=acc.process_index,
+            num_workers=c.num_workers,
+            position=self.progress.batches_seen,
+        )
+        batches = iter(self.batch_iter)
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "train_config.json").write_text(json.dumps(c.to_dict(), indent=2) + "\n")
+        preview = self._preview_images()
+        bar = tqdm(total=c.max_steps, initial=self.progress.step, disable=not (c.progress and acc.is_main_process), desc="tokenizer")
+        metrics_path = self.output_dir / "metrics.jsonl"
+        started, started_step = time.perf_counter(), self.progress.step
+        while self.progress.step < c.max_steps:
+            self.model.train()
+            logs = self.train_step(batches)
+            self.progress.step += 1
+            self.progress.batches_seen = self.batch_iter.position
+            step = self.progress.step
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss']:.3f}", psnr=f"{logs['psnr']:.2f}", usage=f"{logs['codebook_usage']:.2f}")
+            if step % c.log_every == 0 or step == c.max_steps:
+                logs.update(step=step, skipped_images=self.skips.count,
+                            steps_per_s=(step - started_step) / max(time.perf_counter() - started, 1e-9))
+                if acc.is_main_process:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(logs) + "\n")
+            if step % c.image_every == 0 or step == c.max_steps:
+                self._save_reconstructions(preview, step)
+            if step % c.checkpoint_every == 0 or step == c.max_steps:
+                self.progress.skipped = self.skips.state_dict()
+                save_checkpoint(acc, str(self.output_dir), self.progress, self.ema, c.checkpoints_total_limit)
+        bar.close()
+        if self.skips.count:
+            acc.print(self.skips.summary())
+        return self._save_final()
+
+    def _preview_images(self, count: int = 8) -> torch.Tensor:
+        """The first `count` readable images of the dataset, fixed for the whole run: (n, 3, R, R)."""
+        images = []
+        for i in range(len(self.dataset)):
+            item = self.dataset[i]
+            if "image" in item:
+                images.append(item["image"])
+            if len(images) == count:
+                break
+        return torch.stack(images)
+
+    @torch.no_grad()
+    def _save_reconstructions(self, images: torch.Tensor, step: int) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        model = self.raw_model
+        was_training = model.training
+        model.eval()
+        with self.accelerator.autocast():
+            recon = model(images.to(self.accelerator.device)).reconstruction.float().cpu()
+        model.train(was_training)
+        path = self.output_dir / "images" / f"reconstructions_{step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(torch.cat([images, recon.clamp(-1, 1)]), path, nrow=images.shape[0], value_range=(-1, 1), normalize=True)
+
+    def _save_final(self) -> Path:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            model = self.raw_model
+            if self.ema is not None:
+                final = VQGAN(model.config)
+                self.ema.copy_to(final)
+                final.save_pretrained(self.output_dir)
+            else:
+                model.save_pretrained(self.output_dir)
+        acc.wait_for_everyone()
+        return self.output_dir
+
+
+def train_tokenizer(config: TrainTokenizerConfig, model: VQGAN | None = None) -> Path:
+    """Train a VQ-GAN tokenizer and save it (config.json + model.safetensors) into `config.output_dir`."""
+    return TokenizerTrainer(config, model).train()
