@@ -45,6 +45,11 @@ class LossConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a non-negative value")
 
 
+def _scalar(value: torch.Tensor) -> float:
+    """A loss value for the logs, without touching the graph."""
+    return float(value.detach())
+
+
 def adaptive_gan_weight(
     rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor, delta: float, max_weight: float
 ) -> torch.Tensor:
@@ -82,11 +87,11 @@ class VQGANLoss(nn.Module):
         """Pixel plus perceptual loss (the 'L_rec' of the adaptive weight)."""
         pixel = (F.l1_loss if self.config.reconstruction_loss == "l1" else F.mse_loss)(reconstruction, images)
         loss = self.config.reconstruction_weight * pixel
-        logs = {"pixel_loss": float(pixel)}
+        logs = {"pixel_loss": _scalar(pixel)}
         if self.perceptual is not None and self.config.perceptual_weight > 0:
             perceptual = self.perceptual(reconstruction.float(), images.float()).mean()
             loss = loss + self.config.perceptual_weight * perceptual
-            logs["perceptual_loss"] = float(perceptual)
+            logs["perceptual_loss"] = _scalar(perceptual)
         return loss, logs
 
     def generator_loss(
@@ -101,15 +106,15 @@ class VQGANLoss(nn.Module):
         """Total generator objective: L_rec + w_q·L_VQ + gan_weight·λ·L_GAN (GAN part only after disc_start_step)."""
         rec_loss, logs = self.reconstruction(images, reconstruction)
         loss = rec_loss + self.config.quantizer_weight * quantizer_loss
-        logs["quantizer_loss"] = float(quantizer_loss)
+        logs["quantizer_loss"] = _scalar(quantizer_loss)
         if discriminator is not None and self.gan_active(step):
             gan_loss = generator_adversarial_loss(discriminator(reconstruction), self.config.gan_loss)
             weight = adaptive_gan_weight(
                 rec_loss, gan_loss, last_layer, self.config.adaptive_weight_delta, self.config.adaptive_weight_max
             )
             loss = loss + self.config.gan_weight * weight * gan_loss
-            logs.update(gan_loss=float(gan_loss), adaptive_weight=float(weight))
-        logs["loss"] = float(loss)
+            logs.update(gan_loss=_scalar(gan_loss), adaptive_weight=_scalar(weight))
+        logs["loss"] = _scalar(loss)
         return loss, logs
 
     def discriminator_loss(
@@ -120,7 +125,7 @@ class VQGANLoss(nn.Module):
         fake_logits = discriminator(reconstruction.detach())
         loss = discriminator_adversarial_loss(real_logits, fake_logits, self.config.gan_loss)
         return loss, {
-            "disc_loss": float(loss),
-            "logits_real": float(real_logits.mean()),
-            "logits_fake": float(fake_logits.mean()),
+            "disc_loss": _scalar(loss),
+            "logits_real": _scalar(real_logits.mean()),
+            "logits_fake": _scalar(fake_logits.mean()),
         }

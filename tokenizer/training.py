@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,12 @@ class TrainTokenizerConfig:
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_every", "image_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
+        smallest = 3 * 2**self.discriminator.num_layers  # each PatchGAN layer halves; two 4x4 convs follow
+        if self.loss.gan_weight > 0 and self.model.resolution < smallest:
+            raise ValueError(
+                f"a {self.discriminator.num_layers}-layer discriminator needs images of at least {smallest} px; "
+                f"resolution is {self.model.resolution}: use fewer discriminator layers"
+            )
         if self.data.resolution != self.model.resolution:
             raise ValueError(
                 f"data resolution {self.data.resolution} differs from model resolution {self.model.resolution}"
@@ -214,7 +221,9 @@ class TokenizerTrainer:
 
     def __init__(self, config: TrainTokenizerConfig, model: VQGAN | None = None):
         self.config = config
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        # Schedulers step once per optimiser step (not once per process), so multi-process runs follow
+        # the same LR curve as single-process ones.
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False)
         set_seed(config.seed)
         self.output_dir = Path(config.output_dir)
         self.dataset = build_image_dataset(dataclasses.replace(config.data, random_flip=False))
@@ -238,19 +247,16 @@ class TokenizerTrainer:
             return get_scheduler(LR_SCHEDULES[c.lr_schedule], opt, num_warmup_steps=c.warmup_steps, num_training_steps=total)
 
         acc = self.accelerator
+        # Everything stateful goes through prepare(), so save_state/load_state cover it (loaded weights_only).
         self.opt_g = adam([p for p in self.model.parameters() if p.requires_grad], c.learning_rate)
         self.sched_g = schedule(self.opt_g)
-        # Schedulers are stepped by us once per optimiser step (accelerate would step them once per process).
-        acc.register_for_checkpointing(self.sched_g)
         if self.discriminator is not None:
             self.opt_d = adam(self.discriminator.parameters(), c.disc_learning_rate or c.learning_rate)
             self.sched_d = schedule(self.opt_d)
-            acc.register_for_checkpointing(self.sched_d)
-            self.model, self.discriminator, self.opt_g, self.opt_d = acc.prepare(
-                self.model, self.discriminator, self.opt_g, self.opt_d
-            )
+            prepared = acc.prepare(self.model, self.discriminator, self.opt_g, self.opt_d, self.sched_g, self.sched_d)
+            self.model, self.discriminator, self.opt_g, self.opt_d, self.sched_g, self.sched_d = prepared
         else:
-            self.model, self.opt_g = acc.prepare(self.model, self.opt_g)
+            self.model, self.opt_g, self.sched_g = acc.prepare(self.model, self.opt_g, self.sched_g)
 
     @property
     def raw_model(self) -> VQGAN:
@@ -397,4 +403,7 @@ class TokenizerTrainer:
 
 def train_tokenizer(config: TrainTokenizerConfig, model: VQGAN | None = None) -> Path:
     """Train a VQ-GAN tokenizer and save it (config.json + model.safetensors) into `config.output_dir`."""
-    return TokenizerTrainer(config, model).train()
+    with warnings.catch_warnings():
+        # accelerate wraps optimizer.step, which hides the call from the scheduler's order check: benign.
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        return TokenizerTrainer(config, model).train()

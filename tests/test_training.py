@@ -1,0 +1,196 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from tokenizer import VQGAN, VQGANConfig
+from tokenizer.data import ImageDataConfig
+from tokenizer.discriminator import DiscriminatorConfig
+from tokenizer.losses import LossConfig
+from tokenizer.quantizer import QuantizerConfig
+from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig, find_checkpoint, train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("data") / "images"
+    folder.mkdir()
+    for i in range(15):  # + broken.png = 16 files: 2 steps x 2 micro-batches x 4 see them all
+        pixels = rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)
+        pixels[:, : 2 + i % 8] = 255  # some structure, different per image
+        Image.fromarray(pixels).save(folder / f"img{i:02d}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def tiny_train_config(data: Path, output: Path, **overrides) -> TrainTokenizerConfig:
+    model = VQGANConfig.with_downsample_factor(
+        4, resolution=16, channels=8, z_channels=8,
+        quantizer=QuantizerConfig(codebook_size=16, code_dim=4, dead_code_threshold=0.5),
+    )
+    settings = dict(
+        output_dir=str(output),
+        data=ImageDataConfig(dataset=str(data), resolution=16, random_flip=True),
+        model=model,
+        loss=LossConfig(perceptual_loss="none", disc_start_step=3),
+        discriminator=DiscriminatorConfig(channels=8, num_layers=2),
+        max_steps=5,
+        batch_size=4,
+        gradient_accumulation_steps=2,
+        learning_rate=1e-3,
+        lr_schedule="cosine",
+        warmup_steps=1,
+        ema_decay=0.9,
+        log_every=1,
+        image_every=2,
+        checkpoint_every=2,
+        progress=False,
+    )
+    settings.update(overrides)
+    return TrainTokenizerConfig(**settings)
+
+
+def all_weights(run: Path) -> dict[str, torch.Tensor]:
+    """Final model plus the last checkpoint's raw model, discriminator and EMA."""
+    weights = {f"final.{k}": v for k, v in load_file(str(run / "model.safetensors")).items()}
+    last = find_checkpoint(run, "latest")
+    for name in ("model.safetensors", "model_1.safetensors", "ema.safetensors"):
+        weights.update({f"{name}.{k}": v for k, v in load_file(str(last / name)).items()})
+    return weights
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ: {different[:5]}"
+
+
+def test_two_step_training_writes_model_metrics_grid_and_counts_skips(image_folder, tmp_path):
+    out = tmp_path / "run"
+    train_tokenizer(tiny_train_config(image_folder, out, max_steps=2, loss=LossConfig(perceptual_loss="none", disc_start_step=0)))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2]
+    assert {"loss", "psnr", "codebook_usage", "perplexity", "gan_loss", "disc_loss", "adaptive_weight"} <= lines[-1].keys()
+    assert lines[-1]["skipped_images"] >= 1  # broken.png was met
+    assert (out / "images" / "reconstructions_0000002.png").is_file()
+    model = VQGAN.from_pretrained(out)
+    assert model.encode(torch.zeros(1, 3, 16, 16)).shape == (1, 4, 4)
+
+
+@pytest.fixture(scope="module")
+def reference_run(image_folder, tmp_path_factory) -> Path:
+    """An uninterrupted 5-step run that the resumed runs must reproduce bit for bit."""
+    reference = tmp_path_factory.mktemp("reference")
+    train_tokenizer(tiny_train_config(image_folder, reference))
+    return reference
+
+
+def test_resume_after_stop_equals_uninterrupted_run(image_folder, reference_run, tmp_path, monkeypatch):
+
+    resumed = tmp_path / "resumed"
+    original_step = TokenizerTrainer.train_step
+
+    def stop_at_step_3(self, batches):
+        if self.progress.step == 2:  # checkpoint-2 was written; the run "stops" here
+            raise KeyboardInterrupt
+        return original_step(self, batches)
+
+    monkeypatch.setattr(TokenizerTrainer, "train_step", stop_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_tokenizer(tiny_train_config(image_folder, resumed))
+    monkeypatch.setattr(TokenizerTrainer, "train_step", original_step)
+    assert find_checkpoint(resumed, "latest").name == "checkpoint-2"
+
+    train_tokenizer(tiny_train_config(image_folder, resumed, resume_from_checkpoint="latest"))
+    assert_same_weights(all_weights(reference_run), all_weights(resumed))
+
+
+KILLABLE_RUN = """
+import json, sys, time
+from tokenizer import training
+from tests.test_training import tiny_train_config
+original = training.TokenizerTrainer.train_step
+def slow_step(self, batches):
+    if self.progress.step >= 2:
+        time.sleep(2.0)  # leave time for the kill; the maths is unchanged
+    return original(self, batches)
+training.TokenizerTrainer.train_step = slow_step
+training.train_tokenizer(tiny_train_config(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(image_folder, reference_run, tmp_path):
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_RUN, str(image_folder), str(killed)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 120
+    while find_checkpoint(killed, "latest") is None:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model.safetensors").exists()  # it really died mid-run
+
+    train_tokenizer(tiny_train_config(image_folder, killed, resume_from_checkpoint="latest"))
+    assert_same_weights(all_weights(reference_run), all_weights(killed))
+
+
+def test_unfinished_checkpoint_is_ignored(tmp_path):
+    (tmp_path / "checkpoints" / "checkpoint-4.tmp").mkdir(parents=True)
+    done = tmp_path / "checkpoints" / "checkpoint-2"
+    done.mkdir()
+    (done / "training_state.json").write_text("{}")
+    assert find_checkpoint(tmp_path, "latest") == done
+    with pytest.raises(ValueError, match="checkpoint-4.tmp"):
+        find_checkpoint(tmp_path, str(tmp_path / "checkpoints" / "checkpoint-4.tmp"))
+
+
+def test_cli_runs_two_steps_in_process(image_folder, tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train_tokenizer as cli
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "cli"
+    cli.main([
+        "--dataset", str(image_folder), "--resolution", "16", "--output_dir", str(out), "--max_steps", "2",
+        "--batch_size", "4", "--channels", "8", "--z_channels", "8", "--codebook_size", "16", "--code_dim", "4",
+        "--perceptual_loss", "none", "--disc_start_step", "1", "--disc_channels", "8", "--disc_layers", "2", "--num_workers", "0",
+        "--no_progress",
+    ])
+    assert VQGAN.from_pretrained(out).config.quantizer.codebook_size == 16
+
+
+def test_cli_help_explains_flags():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_tokenizer.py"), "--help"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0
+    assert "--resume_from_checkpoint" in result.stdout and "--codebook_size" in result.stdout
+
+
+def test_discriminator_too_deep_for_resolution_is_value_error(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="3-layer discriminator needs images of at least 24 px"):
+        tiny_train_config(image_folder, tmp_path, discriminator=DiscriminatorConfig(num_layers=3))
+
+
+def test_mismatched_resolution_is_value_error(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="resolution"):
+        config = tiny_train_config(image_folder, tmp_path)
+        TrainTokenizerConfig(**{**vars(config), "data": ImageDataConfig(dataset=str(image_folder), resolution=32)})
