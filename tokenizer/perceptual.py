@@ -6,8 +6,8 @@ convs followed by a binomial blur-pool, reflection padded) so that a one-pixel s
 tokenizer whose reconstructions are off by a pixel is then not punished as if it had lost the content.
 
 Weights: ST-LPIPS ships complete in the `stlpips-pytorch` wheel (found on disk, never imported: its
-modules import IPython and torchsummary). Standard LPIPS needs torchvision's ImageNet VGG16 plus the
-`lpips` package's heads; both are downloaded by those packages, so it may not be loadable offline.
+modules import IPython and torchsummary). Standard LPIPS needs the `lpips` package's heads (in its wheel)
+plus torchvision's ImageNet VGG16, which torchvision downloads on first use: offline it may not load.
 Networks are always built with a state dict and loaded strictly: no random weights can slip through.
 """
 
@@ -98,20 +98,19 @@ def _vgg16_slices(anti_aliased: bool) -> list[OrderedDict[str, nn.Module]]:
 
 
 def _stlpips_alexnet_slices() -> list[OrderedDict[str, nn.Module]]:
-    """Shift-tolerant AlexNet: stride-1 first conv and pools, each followed by a blur-pool."""
-
-    def conv(c_in: int, c_out: int, k: int, pad: int) -> nn.Conv2d:
-        return nn.Conv2d(c_in, c_out, kernel_size=k, stride=1, padding=pad)
-
-    relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
-    pool = lambda: nn.MaxPool2d(kernel_size=3, stride=1)  # noqa: E731
-    return [
-        OrderedDict([("0", conv(3, 64, 11, 2)), ("1", BlurPool2d(64)), ("2", relu())]),
-        OrderedDict([("3", pool()), ("4", BlurPool2d(64)), ("5", conv(64, 192, 5, 2)), ("6", relu())]),
-        OrderedDict([("7", pool()), ("8", BlurPool2d(192)), ("9", conv(192, 384, 3, 1)), ("10", relu())]),
-        OrderedDict([("11", conv(384, 256, 3, 1)), ("12", relu())]),
-        OrderedDict([("13", conv(256, 256, 3, 1)), ("14", relu())]),
+    """Shift-tolerant AlexNet: stride-1 first conv and pools, each followed by a blur-pool.
+    Names are the layers' indices in the original `features` (the state dicts use them)."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 64, kernel_size=11, padding=2), BlurPool2d(64), nn.ReLU(inplace=True),  # relu1
+        nn.MaxPool2d(kernel_size=3, stride=1), BlurPool2d(64),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),  # relu2
+        nn.MaxPool2d(kernel_size=3, stride=1), BlurPool2d(192),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # relu3
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # relu4
+        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # relu5
     ]
+    ends = (3, 7, 11, 13, 15)  # slice k holds layers[ends[k-1]:ends[k]]
+    return [OrderedDict((str(i), layers[i]) for i in range(start, end)) for start, end in zip((0,) + ends, ends)]
 
 
 class _Trunk(nn.Module):

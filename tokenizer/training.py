@@ -25,7 +25,6 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
-from torchvision.utils import save_image
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -33,6 +32,7 @@ from .batching import ResumableBatches, random_flip
 from .data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
 from .discriminator import DiscriminatorConfig, PatchDiscriminator
 from .ema import WeightEMA
+from .evaluation import save_reconstruction_grid
 from .losses import LossConfig, VQGANLoss
 from .vqgan import VQGAN, VQGANConfig
 
@@ -372,19 +372,9 @@ class TokenizerTrainer:
                 break
         return torch.stack(images)
 
-    @torch.no_grad()
     def _save_reconstructions(self, images: torch.Tensor, step: int) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        model = self.raw_model
-        was_training = model.training
-        model.eval()
-        with self.accelerator.autocast():
-            recon = model(images.to(self.accelerator.device)).reconstruction.float().cpu()
-        model.train(was_training)
-        path = self.output_dir / "images" / f"reconstructions_{step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(torch.cat([images, recon.clamp(-1, 1)]), path, nrow=images.shape[0], value_range=(-1, 1), normalize=True)
+        if self.accelerator.is_main_process:
+            save_reconstruction_grid(self.raw_model, images, self.output_dir / "images" / f"reconstructions_{step:07d}.png")
 
     def _save_final(self) -> Path:
         acc = self.accelerator
