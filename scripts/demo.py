@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--steps", type=int, default=800, help="training steps (about 3 minutes on 2 CPU cores)")
-    parser.add_argument("--rfid_images", type=int, default=200, help="held-out emoji for rFID (Inception is slow on CPU)")
+    parser.add_argument("--rfid_images", type=int, default=200, help="held-out emoji for rFID, 0 = skip (Inception is slow on CPU)")
     args = parser.parse_args(argv)
     output = Path(args.output_dir)
 
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = VQGAN.from_pretrained(tokenizer_dir)
     test = ImageDataConfig(dataset="emoji", split="test", resolution=32)
     metrics = evaluate_tokenizer(model, test, rfid=False)
-    metrics["rfid"] = evaluate_tokenizer(model, test, num_images=args.rfid_images)["rfid"]
+    if args.rfid_images > 0:
+        metrics["rfid"] = evaluate_tokenizer(model, test, num_images=args.rfid_images)["rfid"]
     metrics.update(train_seconds=train_seconds, train_steps=args.steps, rfid_images=args.rfid_images)
 
     dataset = build_image_dataset(test)
