@@ -1,5 +1,9 @@
-"""Stage two of Tessera: priors over code indices (GPT, PixelCNN) and the index-file format.
+"""Stage two of Tessera: priors over code indices and the index-file format they train on.
 
-Its contents arrive with the issues "Tokenize datasets into index files" and "Stage two"; the package
-exists now so the distribution's layout (tokenizer, prior, pipelines) is fixed from the start.
+`CodesDataset` reads the folders written by scripts/tokenize_dataset.py (see prior.index_files).
+The GPT and PixelCNN priors arrive with the issue "Stage two".
 """
+
+from .index_files import CodesDataset, CodesWriter
+
+__all__ = ["CodesDataset", "CodesWriter"]

@@ -178,3 +178,12 @@ def test_discriminator_loss_decreases_when_it_separates(kind):
 def test_patch_discriminator_output_is_a_grid_of_logits():
     disc = PatchDiscriminator(DiscriminatorConfig(channels=8, num_layers=3))
     assert disc(torch.randn(2, 3, 32, 32)).shape == (2, 1, 2, 2)
+
+
+def test_fingerprint_survives_save_load_and_changes_with_weights(tmp_path):
+    model = VQGAN(tiny_config())
+    model.save_pretrained(tmp_path)
+    assert VQGAN.from_pretrained(tmp_path).fingerprint() == model.fingerprint()
+    with torch.no_grad():
+        model.decoder.conv_out.bias[0] += 1e-3
+    assert VQGAN.from_pretrained(tmp_path).fingerprint() != model.fingerprint()

@@ -7,6 +7,7 @@ A saved model is a folder with config.json and model.safetensors, loaded strictl
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -149,6 +150,18 @@ class VQGAN(nn.Module):
     def last_layer(self) -> torch.Tensor:
         """The decoder's last weight, where the adaptive GAN weight is measured."""
         return self.decoder.last_layer
+
+    def fingerprint(self) -> str:
+        """sha256 of the config and every weight (names, dtypes, shapes, bytes): identifies this exact tokenizer.
+
+        Index files record it, so codes are never read back through a different tokenizer.
+        """
+        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        return digest.hexdigest()
 
     # --- validation ----------------------------------------------------------------------------------
 

@@ -1,0 +1,364 @@
+"""The index-file format: sharded, memory-mappable code arrays plus a JSON manifest. One writer, one reader.
+
+A codes folder holds, per shard k (images [start, stop) of the source split):
+    shard-0000k.codes.npy     (n, h, w)  uint16 (codebook <= 65,536 entries) or uint32
+    shard-0000k.labels.npy    (n,)       int64, when the dataset has labels
+    shard-0000k.flipped.npy   (n, h, w)  codes of the mirrored images, when written with flip
+    shard-0000k.json          the shard's record (files, sha256, count, max code, skipped inputs);
+                              written last, so a shard counts as complete only once this exists
+plus plan.json (what the run was asked to do, so a rerun with other arguments is refused) and, at the
+end, manifest.json. Every file is written under a temporary name and renamed when complete.
+Arrays are .npy (read with allow_pickle=False, memory-mapped): no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+FORMAT_NAME = "tessera-codes"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+PLAN_NAME = "plan.json"
+ARRAY_KINDS = ("codes", "labels", "flipped")
+SPLITS = ("all", "train", "validation")
+
+
+def code_dtype(codebook_size: int) -> np.dtype:
+    """Smallest unsigned dtype that holds every index of the codebook."""
+    if codebook_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    if codebook_size <= 1 << 32:
+        return np.dtype(np.uint32)
+    raise ValueError(f"codebook_size={codebook_size}: expected at most 2**32 codes")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, writer) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        writer(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    _atomic_write_bytes(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+def shard_stem(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+# --- writer -------------------------------------------------------------------------------------------------
+
+
+class CodesWriter:
+    """Writes shards and, once all exist, the manifest. Safe to use from several processes on distinct shards."""
+
+    def __init__(self, directory: str | Path, plan: dict[str, Any]):
+        """`plan` must hold codebook_size, grid_shapes, shard_size, num_inputs, has_labels, flipped and
+        tokenizer_fingerprint, plus anything else that must match for a rerun to reuse shards."""
+        for key in ("codebook_size", "grid_shapes", "shard_size", "num_inputs", "has_labels", "flipped", "tokenizer_fingerprint"):
+            if key not in plan:
+                raise ValueError(f"plan is missing {key!r}")
+        self.directory = Path(directory)
+        self.plan = {**plan, "format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": code_dtype(plan["codebook_size"]).name}
+        self.dtype = np.dtype(self.plan["dtype"])
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.plan["num_inputs"] // self.plan["shard_size"])
+
+    def shard_range(self, index: int) -> tuple[int, int]:
+        start = index * self.plan["shard_size"]
+        return start, min(start + self.plan["shard_size"], self.plan["num_inputs"])
+
+    def start(self) -> None:
+        """Record the plan, or check that an earlier, interrupted run had the same one (main process only)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / PLAN_NAME
+        if path.is_file():
+            earlier = json.loads(path.read_text())
+            if earlier != json.loads(json.dumps(self.plan)):
+                changed = sorted(k for k in set(earlier) | set(self.plan) if earlier.get(k) != self.plan.get(k))
+                raise ValueError(
+                    f"{self.directory} holds codes from a run with different settings ({', '.join(changed)}); "
+                    f"use another --output_dir or delete it"
+                )
+        else:
+            _atomic_write_json(path, self.plan)
+
+    def completed_shards(self) -> dict[int, dict]:
+        """Records of the shards already written whole (their files exist with the recorded sizes)."""
+        done = {}
+        for index in range(self.num_shards):
+            record_path = self.directory / f"{shard_stem(index)}.json"
+            if not record_path.is_file():
+                continue
+            record = json.loads(record_path.read_text())
+            if all((self.directory / f["path"]).is_file() and (self.directory / f["path"]).stat().st_size == f["bytes"]
+                   for f in record["files"].values()):
+                done[index] = record
+        return done
+
+    def write_shard(
+        self,
+        index: int,
+        codes: np.ndarray,
+        labels: np.ndarray | None,
+        flipped: np.ndarray | None,
+        skipped: list[tuple[str, str]],
+    ) -> dict:
+        """Write one shard's arrays, then its record (which marks it complete). codes: (n, h, w)."""
+        h, w = self.plan["grid_shapes"][0]
+        if codes.ndim != 3 or tuple(codes.shape[1:]) != (h, w):
+            raise ValueError(f"shard {index}: codes of shape {codes.shape}; expected (n, {h}, {w})")
+        if codes.size and int(codes.max()) >= self.plan["codebook_size"]:
+            raise ValueError(f"shard {index}: code {int(codes.max())} >= codebook_size {self.plan['codebook_size']}")
+        arrays = {"codes": codes.astype(self.dtype)}
+        if self.plan["has_labels"]:
+            arrays["labels"] = np.asarray(labels, dtype=np.int64)
+        if self.plan["flipped"]:
+            arrays["flipped"] = np.asarray(flipped).astype(self.dtype)
+        stem = shard_stem(index)
+        files = {}
+        for kind, array in arrays.items():
+            if array.shape[0] != codes.shape[0]:
+                raise ValueError(f"shard {index}: {kind} has {array.shape[0]} rows, codes {codes.shape[0]}")
+            path = self.directory / f"{stem}.{kind}.npy"
+            _atomic_write_bytes(path, lambda f, a=array: np.save(f, a, allow_pickle=False))
+            files[kind] = {"path": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path),
+                           "shape": list(array.shape), "dtype": array.dtype.name}
+        start, stop = self.shard_range(index)
+        record = {
+            "index": index, "start": start, "stop": stop, "count": int(codes.shape[0]),
+            "max_code": int(codes.max()) if codes.size else -1,
+            "files": files, "skipped": [list(s) for s in skipped],
+        }
+        _atomic_write_json(self.directory / f"{stem}.json", record)
+        return record
+
+    def write_manifest(self, metadata: dict[str, Any]) -> dict:
+        """Merge every shard record into manifest.json (call once, after all shards are complete)."""
+        done = self.completed_shards()
+        missing = [i for i in range(self.num_shards) if i not in done]
+        if missing:
+            raise RuntimeError(f"cannot write the manifest: shards {missing[:10]} are not complete")
+        records = [done[i] for i in range(self.num_shards)]
+        skipped = [s for r in records for s in r["skipped"]]
+        manifest = {
+            **self.plan,
+            **metadata,
+            "count": sum(r["count"] for r in records),
+            "num_skipped": len(skipped),
+            "skipped": skipped,
+            "shards": [{k: r[k] for k in ("index", "start", "stop", "count", "max_code", "files")} for r in records],
+        }
+        _atomic_write_json(self.directory / MANIFEST_NAME, manifest)
+        return manifest
+
+
+# --- reader -------------------------------------------------------------------------------------------------
+
+
+class CodesDataset(Dataset):
+    """A codes folder as a torch Dataset: `ds[i]` gives (codes LongTensor (h, w), label int, -1 if none).
+
+    Opening reads only the manifest and the .npy headers (memory-mapped, no full read). Each shard's values
+    are checked against the codebook size the first time it is touched; `verify()` checks every checksum.
+    `split` picks a fixed, seeded train/validation partition of the images (an image and its mirrored copy
+    always fall on the same side).
+    """
+
+    def __init__(
+        self,
+        codes_dir: str | Path,
+        split: str = "all",
+        validation_fraction: float = 0.05,
+        seed: int = 0,
+        tokenizer: Any = None,
+        fingerprint: str | None = None,
+        include_flipped: bool = False,
+    ):
+        self.directory = Path(codes_dir)
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+        if not 0.0 <= validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction={validation_fraction}: expected a value in [0, 1)")
+        self.manifest = _read_manifest(self.directory)
+        self._check_tokenizer(tokenizer.fingerprint() if tokenizer is not None else fingerprint)
+        self.shards = self.manifest["shards"]
+        self._offsets = np.cumsum([0] + [s["count"] for s in self.shards]).tolist()
+        for shard in self.shards:
+            self._check_shard_header(shard)
+        self._arrays: dict[tuple[int, str], np.ndarray] = {}
+        self._values_checked: set[int] = set()
+        self.include_flipped = include_flipped and self.manifest["flipped"]
+        self.indices = _split_indices(self.manifest["count"], split, validation_fraction, seed)
+
+    # --- properties ---
+    @property
+    def codebook_size(self) -> int:
+        return self.manifest["codebook_size"]
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return tuple(self.manifest["grid_shapes"][0])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.manifest["has_labels"]
+
+    @property
+    def num_classes(self) -> int:
+        return self.manifest.get("num_classes", 0) if self.has_labels else 0
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest.get("class_names", []))
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["tokenizer_fingerprint"]
+
+    # --- access ---
+    def __len__(self) -> int:
+        return len(self.indices) * (2 if self.include_flipped else 1)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        if not -len(self) <= item < len(self):
+            raise IndexError(f"index {item} out of range for {len(self)} items")
+        item %= len(self)
+        flipped, item = divmod(item, len(self.indices))
+        global_index = int(self.indices[item])
+        shard = bisect.bisect_right(self._offsets, global_index) - 1
+        row = global_index - self._offsets[shard]
+        codes = self._array(shard, "flipped" if flipped else "codes")[row]
+        label = int(self._array(shard, "labels")[row]) if self.has_labels else -1
+        return torch.from_numpy(codes.astype(np.int64)), label
+
+    def labels(self) -> np.ndarray:
+        """Labels of this split's images (N,), -1 where the data set has none."""
+        if not self.has_labels:
+            return np.full(len(self.indices), -1, dtype=np.int64)
+        all_labels = np.concatenate([self._array(i, "labels") for i in range(len(self.shards))])
+        return all_labels[self.indices]
+
+    def verify(self) -> None:
+        """Read every shard: checksums and code values. Raises ValueError naming the first bad shard."""
+        for i, shard in enumerate(self.shards):
+            for kind, info in shard["files"].items():
+                if _sha256(self.directory / info["path"]) != info["sha256"]:
+                    raise ValueError(f"{info['path']}: checksum does not match the manifest ({kind} data changed)")
+            self._check_values(i)
+
+    # --- internals ---
+    def _array(self, shard: int, kind: str) -> np.ndarray:
+        key = (shard, kind)
+        if key not in self._arrays:
+            info = self.shards[shard]["files"][kind]
+            self._arrays[key] = np.load(self.directory / info["path"], mmap_mode="r", allow_pickle=False)
+            if kind != "labels":
+                self._check_values(shard)
+        return self._arrays[key]
+
+    def _check_values(self, shard: int) -> None:
+        if shard in self._values_checked:
+            return
+        self._values_checked.add(shard)
+        info = self.shards[shard]
+        for kind in ("codes", "flipped"):
+            if kind in info["files"]:
+                array = self._array(shard, kind)
+                top = int(array.max()) if array.size else -1
+                if top >= self.codebook_size:
+                    raise ValueError(
+                        f"{info['files'][kind]['path']}: code {top} is not below the codebook size {self.codebook_size}"
+                    )
+        if self.has_labels and self.num_classes:
+            labels = self._array(shard, "labels")
+            if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+                raise ValueError(f"{info['files']['labels']['path']}: labels outside 0..{self.num_classes - 1}")
+
+    def _check_tokenizer(self, expected: str | None) -> None:
+        if expected is None or expected == self.fingerprint:
+            return
+        source = self.manifest.get("tokenizer_dir", "an unrecorded folder")
+        raise ValueError(
+            f"codes in {self.directory} were made by tokenizer {self.fingerprint[:12]} (from {source}), "
+            f"not by the given tokenizer {expected[:12]}; tokenize the data again with that tokenizer"
+        )
+
+    def _check_shard_header(self, shard: dict) -> None:
+        h, w = self.grid_shape
+        expected_kinds = {"codes"} | ({"labels"} if self.has_labels else set()) | ({"flipped"} if self.manifest["flipped"] else set())
+        if set(shard["files"]) != expected_kinds:
+            raise ValueError(f"shard {shard['index']}: files {sorted(shard['files'])}; expected {sorted(expected_kinds)}")
+        for kind, info in shard["files"].items():
+            path = self.directory / info["path"]
+            if not path.is_file():
+                raise ValueError(f"{path} is missing (listed in the manifest)")
+            if path.stat().st_size != info["bytes"]:
+                raise ValueError(f"{path} has {path.stat().st_size} bytes; the manifest says {info['bytes']} (truncated or changed)")
+            array = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
+            want_shape = (shard["count"],) if kind == "labels" else (shard["count"], h, w)
+            want_dtype = "int64" if kind == "labels" else self.manifest["dtype"]
+            if tuple(array.shape) != want_shape or array.dtype.name != want_dtype:
+                raise ValueError(
+                    f"{path}: array {tuple(array.shape)} {array.dtype.name}; expected {want_shape} {want_dtype}"
+                )
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers re-open the memory maps instead of receiving copies of them.
+        state = self.__dict__.copy()
+        state["_arrays"] = {}
+        return state
+
+
+def _read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        hint = " (tokenizing did not finish: run it again with the same arguments)" if (directory / PLAN_NAME).is_file() else ""
+        raise ValueError(f"{path} is missing{hint}; expected a codes folder written by scripts/tokenize_dataset.py")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}; "
+            f"expected {FORMAT_NAME!r} version {FORMAT_VERSION}"
+        )
+    if len(manifest["grid_shapes"]) != 1:
+        raise ValueError(f"{path}: {len(manifest['grid_shapes'])} code levels; this reader handles one grid")
+    if manifest["dtype"] != code_dtype(manifest["codebook_size"]).name:
+        raise ValueError(
+            f"{path}: dtype {manifest['dtype']} does not fit codebook size {manifest['codebook_size']} "
+            f"(expected {code_dtype(manifest['codebook_size']).name})"
+        )
+    return manifest
+
+
+def _split_indices(count: int, split: str, validation_fraction: float, seed: int) -> np.ndarray:
+    if split == "all":
+        return np.arange(count)
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = int(round(count * validation_fraction))
+    return np.sort(order[:n_val] if split == "validation" else order[n_val:])
