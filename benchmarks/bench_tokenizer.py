@@ -65,12 +65,24 @@ class VectorQuantizeAdapter(nn.Module):
         return QuantizerOutput(quantized, indices, commit, zero, commit.detach() / max(self.config.beta, 1e-12))
 
     def embed(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.vq.get_codes_from_indices(indices.flatten(1)).reshape(*indices.shape, -1).permute(0, 3, 1, 2)
+        b, h, w = indices.shape
+        codes = self.vq.get_codes_from_indices(indices.flatten(1))  # (B, D, h*w): channel-first with image fmaps
+        return codes.reshape(b, self.config.code_dim, h, w)
 
     def window_stats(self) -> dict[str, float]:
         if not self.recent:
             return {"codebook_usage": 0.0, "perplexity": 0.0}
         return code_statistics(torch.stack(self.recent).sum(0))
+
+
+@torch.no_grad()
+def check_codec_consistency(model: VQGAN, images: torch.Tensor) -> None:
+    """decode(encode(x)) must equal the forward reconstruction, or the metrics measure the wrong thing."""
+    model.eval()
+    direct = model(images).reconstruction
+    via_codes = model.decode(model.encode(images))
+    if not torch.allclose(direct, via_codes, atol=1e-4):
+        raise RuntimeError(f"decode(encode(x)) differs from forward by {float((direct - via_codes).abs().max())}")
 
 
 def peak_rss_mb() -> float:
@@ -106,6 +118,7 @@ def run(name: str, model: VQGAN, args, workdir: Path) -> dict:
     if args.rfid_images > 0:
         rfid = evaluate_tokenizer(model, test, num_images=args.rfid_images, progress=not args.no_progress)["rfid"]
     test_images = torch.stack([build_image_dataset(test)[i]["image"] for i in range(args.batch_size)])
+    check_codec_consistency(model, test_images)
     return {
         **{k: metrics[k] for k in ("psnr", "ssim", "codebook_usage", "perplexity")},
         "rfid": rfid,

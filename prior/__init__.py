@@ -1,9 +1,10 @@
-"""Stage two of Tessera: priors over code indices and the index-file format they train on.
+"""Stage two of Tessera: priors over code indices and the index-file format they train on."""
 
-`CodesDataset` reads the folders written by scripts/tokenize_dataset.py (see prior.index_files).
-The GPT and PixelCNN priors arrive with the issue "Stage two".
-"""
-
+from .gpt import GPT_PRESETS, GPTPrior, GPTPriorConfig
 from .index_files import CodesDataset, CodesWriter
+from .pixelcnn import PIXELCNN_PRESETS, PixelCNNPrior, PixelCNNPriorConfig
 
-__all__ = ["CodesDataset", "CodesWriter"]
+__all__ = [
+    "CodesDataset", "CodesWriter", "GPTPrior", "GPTPriorConfig", "GPT_PRESETS",
+    "PixelCNNPrior", "PixelCNNPriorConfig", "PIXELCNN_PRESETS",
+]

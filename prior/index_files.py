@@ -261,13 +261,18 @@ class CodesDataset(Dataset):
         all_labels = np.concatenate([self._array(i, "labels") for i in range(len(self.shards))])
         return all_labels[self.indices]
 
+    def check_values(self) -> None:
+        """Read every shard once: codes below the codebook size, labels below the number of classes."""
+        for i in range(len(self.shards)):
+            self._check_values(i)
+
     def verify(self) -> None:
         """Read every shard: checksums and code values. Raises ValueError naming the first bad shard."""
         for i, shard in enumerate(self.shards):
             for kind, info in shard["files"].items():
                 if _sha256(self.directory / info["path"]) != info["sha256"]:
                     raise ValueError(f"{info['path']}: checksum does not match the manifest ({kind} data changed)")
-            self._check_values(i)
+        self.check_values()
 
     # --- internals ---
     def _array(self, shard: int, kind: str) -> np.ndarray:

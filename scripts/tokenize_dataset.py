@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "output_dir": args.output_dir, "count": manifest["count"], "skipped": manifest["num_skipped"],
         "shards": len(manifest["shards"]), "dtype": manifest["dtype"], "grid": manifest["grid_shapes"][0],
         "seconds": round(elapsed, 2), "images_per_s": round(todo / elapsed, 1) if elapsed > 0 and todo else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if manifest["num_skipped"]:
         first = ", ".join(f"{n}: {r}" for n, r in manifest["skipped"][:5])

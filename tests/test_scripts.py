@@ -85,5 +85,9 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     assert snippets, "README has no Python snippet"
     monkeypatch.chdir(tmp_path)
     tiny_model().save_pretrained(tmp_path / "outputs" / "demo" / "tokenizer")  # what `make demo` leaves
+    import_script("tokenize_dataset").main([  # the README's tokenize example, on a few emoji
+        "--tokenizer", "outputs/demo/tokenizer", "--dataset", "emoji", "--max_images", "40",
+        "--output_dir", "codes/emoji", "--num_workers", "0", "--no_progress",
+    ])
     for code in snippets:
         exec(compile(code, "README.md", "exec"), {})

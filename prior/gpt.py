@@ -1,0 +1,195 @@
+"""GPT prior over code grids: a Llama-style decoder from `transformers` (rotary positions, RMSNorm, SwiGLU,
+SDPA attention) reading the grid in raster order after one condition token.
+
+Vocabulary: codes [0, K), class tokens [K, K + C), and one null token K + C, which is the condition of
+unconditional models and the 'no class' token of classifier-free guidance. Only the K code logits are
+ever returned or sampled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+from .files import load_weights_strict, read_prior_config, save_prior
+from .sampling import (
+    check_codes,
+    check_labels,
+    check_sampling_args,
+    class_labels_tensor,
+    guide,
+    pick_tokens,
+    prefix_tokens,
+)
+
+# Size presets as plain data (LlamaGen's GPT_models); "base" is LlamaGen's GPT-B scale (~100M parameters).
+GPT_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(hidden_size=64, num_layers=2, num_heads=4),
+    "small": dict(hidden_size=256, num_layers=6, num_heads=8),
+    "medium": dict(hidden_size=512, num_layers=8, num_heads=8),
+    "base": dict(hidden_size=768, num_layers=12, num_heads=12),
+}
+
+
+@dataclass
+class GPTPriorConfig:
+    codebook_size: int = 1024
+    grid_shape: tuple[int, int] = (8, 8)
+    num_classes: int = 0
+    hidden_size: int = 256
+    num_layers: int = 6
+    num_heads: int = 8
+    intermediate_size: int | None = None  # SwiGLU width; default ≈ 8/3 · hidden, rounded up to 64
+    dropout: float = 0.0
+    rope_theta: float = 10_000.0
+
+    def __post_init__(self) -> None:
+        self.grid_shape = tuple(int(s) for s in self.grid_shape)
+        if self.codebook_size < 2:
+            raise ValueError(f"codebook_size={self.codebook_size}: expected at least 2")
+        if len(self.grid_shape) != 2 or min(self.grid_shape) < 1:
+            raise ValueError(f"grid_shape={self.grid_shape}: expected (h, w) with positive sides")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes={self.num_classes}: expected >= 0")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        if self.intermediate_size is None:
+            self.intermediate_size = -(-int(self.hidden_size * 8 / 3) // 64) * 64
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "GPTPriorConfig":
+        if name not in GPT_PRESETS:
+            raise ValueError(f"size={name!r}: expected one of {sorted(GPT_PRESETS)}")
+        return cls(**{**GPT_PRESETS[name], **kwargs})
+
+    @property
+    def sequence_length(self) -> int:
+        return self.grid_shape[0] * self.grid_shape[1]
+
+    @property
+    def null_token(self) -> int:
+        return self.codebook_size + self.num_classes
+
+    @property
+    def vocab_size(self) -> int:
+        return self.codebook_size + self.num_classes + 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class GPTPrior(nn.Module):
+    """codes (B, h, w) [+ labels (B,)] → logits (B, h, w, K); `sample` writes new grids."""
+
+    prior_type = "gpt"
+
+    def __init__(self, config: GPTPriorConfig):
+        super().__init__()
+        self.config = config
+        llama = LlamaConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            num_key_value_heads=config.num_heads,
+            max_position_embeddings=config.sequence_length,
+            rope_theta=config.rope_theta,
+            attention_dropout=config.dropout,
+            bos_token_id=config.null_token,
+            eos_token_id=config.null_token,
+            tie_word_embeddings=False,
+        )
+        llama._attn_implementation = "sdpa"
+        self.transformer = LlamaForCausalLM(llama)
+
+    # --- training -------------------------------------------------------------------------------------
+
+    def condition_tokens(self, labels: torch.Tensor | None, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Labels (B,) with -1 for none → condition token ids (B,): class token K + y, or the null token."""
+        if labels is None:
+            return torch.full((batch_size,), self.config.null_token, dtype=torch.long, device=device)
+        labels = labels.to(device=device, dtype=torch.long)
+        check_labels(labels, self.config.num_classes)
+        return torch.where(labels >= 0, labels + self.config.codebook_size, self.config.null_token)
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, h, w, K): the logits at a cell predict that cell from the condition and the cells before it."""
+        check_codes(codes, self.config.grid_shape, self.config.codebook_size)
+        b = codes.shape[0]
+        tokens = codes.reshape(b, -1).long()  # (B, h*w)
+        condition = self.condition_tokens(labels, b, codes.device)[:, None]  # (B, 1)
+        inputs = torch.cat([condition, tokens[:, :-1]], dim=1)  # shifted right by the condition token
+        logits = self.transformer(input_ids=inputs, use_cache=False).logits[..., : self.config.codebook_size]
+        return logits.reshape(b, *self.config.grid_shape, self.config.codebook_size)
+
+    # --- sampling -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch_size: int,
+        class_labels=None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance_scale: float = 1.0,
+        prefix=None,
+        generator: torch.Generator | None = None,
+        max_batch_size: int = 256,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """New code grids (B, h, w). `prefix` (B, p) tokens or (B, rows, w) code rows is kept and continued.
+
+        guidance_scale 1.0 is plain conditional sampling; other values run the null condition beside it and
+        mix the logits. Batches above `max_batch_size` are sampled in chunks. `use_cache=False` recomputes
+        the whole sequence at each step (for comparison only).
+        """
+        check_sampling_args(temperature, top_k, top_p, guidance_scale)
+        device = self.transformer.device
+        labels = class_labels_tensor(class_labels, batch_size, self.config.num_classes, device)
+        prefix = prefix_tokens(prefix, batch_size, self.config.grid_shape, self.config.codebook_size, device)
+        guided = guidance_scale != 1.0 and self.config.num_classes > 0
+        chunks = []
+        for start in range(0, batch_size, max_batch_size):
+            stop = min(start + max_batch_size, batch_size)
+            condition = self.condition_tokens(labels[start:stop], stop - start, device)
+            chunks.append(self._sample_chunk(
+                condition, prefix[start:stop], guided, guidance_scale, temperature, top_k, top_p, generator, use_cache
+            ))
+        return torch.cat(chunks).reshape(batch_size, *self.config.grid_shape)
+
+    def _sample_chunk(self, condition, tokens, guided, scale, temperature, top_k, top_p, generator, use_cache):
+        """condition (B,), tokens (B, p) → tokens (B, h*w), one forward pass per new token when cached."""
+        if guided:  # rows [0, B) conditional, [B, 2B) with the null condition
+            condition = torch.cat([condition, torch.full_like(condition, self.config.null_token)])
+        double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
+        context = torch.cat([condition[:, None], double(tokens)], dim=1)  # (B', 1 + p)
+        cache = DynamicCache(config=self.transformer.config) if use_cache else None
+        step_input = context
+        while tokens.shape[1] < self.config.sequence_length:
+            out = self.transformer(input_ids=step_input, past_key_values=cache, use_cache=use_cache)
+            logits = out.logits[:, -1, : self.config.codebook_size]  # (B', K)
+            if guided:
+                logits = guide(logits, scale)
+            new = pick_tokens(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
+            tokens = torch.cat([tokens, new], dim=1)
+            context = torch.cat([context, double(new)], dim=1)
+            step_input = double(new) if use_cache else context
+        return tokens
+
+    # --- files ----------------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        save_prior(self, self.config.to_dict(), self.prior_type, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> "GPTPrior":
+        model = cls(GPTPriorConfig(**read_prior_config(directory, cls.prior_type)))
+        load_weights_strict(model, directory, map_location)
+        return model.eval()

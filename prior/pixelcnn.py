@@ -1,0 +1,194 @@
+"""Gated PixelCNN prior over code grids (van den Oord et al. 2016, "Conditional Image Generation with
+PixelCNN Decoders"): a vertical stack that sees every row above and a horizontal stack that sees the cells
+to the left, so there is no blind spot; gated tanh·sigmoid units; class conditioning added to every gate.
+
+Causality by construction (no masks): the vertical stack's convolutions look only upward (rows ≤ i) and
+reach the horizontal stack shifted down one row (rows < i); the horizontal stack looks only left, and its
+first layer reads the input shifted right one cell (cells < j). Shapes: codes (B, h, w) → logits (B, h, w, K).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .files import load_weights_strict, read_prior_config, save_prior
+from .sampling import check_codes, check_labels, check_sampling_args, class_labels_tensor, guide, pick_tokens, prefix_tokens
+
+PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(hidden_channels=32, num_layers=6),
+    "small": dict(hidden_channels=128, num_layers=12),
+    "base": dict(hidden_channels=256, num_layers=20),
+}
+
+
+@dataclass
+class PixelCNNPriorConfig:
+    codebook_size: int = 1024
+    grid_shape: tuple[int, int] = (8, 8)
+    num_classes: int = 0
+    hidden_channels: int = 128
+    num_layers: int = 12
+    first_kernel_size: int = 7
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        self.grid_shape = tuple(int(s) for s in self.grid_shape)
+        if self.codebook_size < 2:
+            raise ValueError(f"codebook_size={self.codebook_size}: expected at least 2")
+        if len(self.grid_shape) != 2 or min(self.grid_shape) < 1:
+            raise ValueError(f"grid_shape={self.grid_shape}: expected (h, w) with positive sides")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes={self.num_classes}: expected >= 0")
+        for name in ("first_kernel_size", "kernel_size"):
+            if getattr(self, name) < 3 or getattr(self, name) % 2 == 0:
+                raise ValueError(f"{name}={getattr(self, name)}: expected an odd size >= 3")
+        if self.num_layers < self.layers_needed():
+            raise ValueError(
+                f"num_layers={self.num_layers} leaves cells of a {self.grid_shape} grid outside the receptive "
+                f"field (a blind spot); expected at least {self.layers_needed()} layers"
+            )
+
+    def layers_needed(self) -> int:
+        """Fewest layers whose reach R = k1//2 + (L-1)·k//2 covers the raster past: R ≥ max(h-2, w-1)."""
+        h, w = self.grid_shape
+        missing = max(h - 2, w - 1) - self.first_kernel_size // 2
+        return 1 + max(0, -(-missing // (self.kernel_size // 2)))
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "PixelCNNPriorConfig":
+        """A preset, with num_layers raised when the grid needs more to cover the raster past."""
+        if name not in PIXELCNN_PRESETS:
+            raise ValueError(f"size={name!r}: expected one of {sorted(PIXELCNN_PRESETS)}")
+        settings = {**PIXELCNN_PRESETS[name], **kwargs}
+        probe = cls(**{**settings, "num_layers": 10**6})
+        settings["num_layers"] = max(settings["num_layers"], probe.layers_needed())
+        return cls(**settings)
+
+    @property
+    def null_class(self) -> int:
+        return self.num_classes
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _shift_down(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]  # row i now holds row i-1
+
+
+def _shift_right(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]  # column j now holds column j-1
+
+
+class GatedLayer(nn.Module):
+    """One vertical + horizontal gated layer. v: (B, D, h, w) sees rows ≤ i; h: sees row i, cells < j."""
+
+    def __init__(self, channels: int, kernel_size: int, num_conditions: int, first: bool):
+        super().__init__()
+        self.k, self.first = kernel_size, first
+        self.vertical = nn.Conv2d(channels, 2 * channels, (kernel_size // 2 + 1, kernel_size))
+        self.horizontal = nn.Conv2d(channels, 2 * channels, (1, kernel_size // 2 + 1))
+        self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.h_out = nn.Conv2d(channels, channels, 1)
+        self.condition = nn.Embedding(num_conditions, 4 * channels)  # gate biases for both stacks
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        half = self.k // 2
+        cond_v, cond_h = self.condition(condition)[:, :, None, None].chunk(2, dim=1)  # each (B, 2D, 1, 1)
+        v_pre = self.vertical(F.pad(v, (half, half, half, 0)))  # rows i-half..i, cols j±half
+        h_in = _shift_right(h) if self.first else h  # first layer: the current cell must not see itself
+        h_pre = self.horizontal(F.pad(h_in, (half, 0, 0, 0))) + self.v_to_h(_shift_down(v_pre))
+        v_out = _gate(v_pre + cond_v)
+        h_out = self.h_out(_gate(h_pre + cond_h))
+        return v_out, h_out if self.first else h + h_out
+
+
+def _gate(x: torch.Tensor) -> torch.Tensor:
+    a, b = x.chunk(2, dim=1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+class PixelCNNPrior(nn.Module):
+    """codes (B, h, w) [+ labels (B,)] → logits (B, h, w, K), with the same `sample` API as GPTPrior."""
+
+    prior_type = "pixelcnn"
+
+    def __init__(self, config: PixelCNNPriorConfig):
+        super().__init__()
+        self.config = config
+        d = config.hidden_channels
+        self.embed = nn.Embedding(config.codebook_size, d)
+        conditions = config.num_classes + 1  # + the null class (unconditional / guidance)
+        self.layers = nn.ModuleList(
+            GatedLayer(d, config.first_kernel_size if i == 0 else config.kernel_size, conditions, first=i == 0)
+            for i in range(config.num_layers)
+        )
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(d, d, 1), nn.ReLU(), nn.Conv2d(d, config.codebook_size, 1))
+
+    def condition_ids(self, labels: torch.Tensor | None, batch_size: int, device: torch.device) -> torch.Tensor:
+        if labels is None:
+            return torch.full((batch_size,), self.config.null_class, dtype=torch.long, device=device)
+        labels = labels.to(device=device, dtype=torch.long)
+        check_labels(labels, self.config.num_classes)
+        return torch.where(labels >= 0, labels, self.config.null_class)
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        check_codes(codes, self.config.grid_shape, self.config.codebook_size)
+        condition = self.condition_ids(labels, codes.shape[0], codes.device)
+        x = self.embed(codes.long()).permute(0, 3, 1, 2)  # (B, D, h, w)
+        v, h = x, x
+        for layer in self.layers:
+            v, h = layer(v, h, condition)
+        return self.head(h).permute(0, 2, 3, 1)  # (B, h, w, K)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch_size: int,
+        class_labels=None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance_scale: float = 1.0,
+        prefix=None,
+        generator: torch.Generator | None = None,
+        max_batch_size: int = 256,
+    ) -> torch.Tensor:
+        """New code grids (B, h, w), one cell at a time in raster order; `prefix` cells are kept."""
+        check_sampling_args(temperature, top_k, top_p, guidance_scale)
+        device = self.embed.weight.device
+        h, w = self.config.grid_shape
+        labels = class_labels_tensor(class_labels, batch_size, self.config.num_classes, device)
+        given = prefix_tokens(prefix, batch_size, self.config.grid_shape, self.config.codebook_size, device)
+        guided = guidance_scale != 1.0 and self.config.num_classes > 0
+        out = []
+        for start in range(0, batch_size, max_batch_size):
+            stop = min(start + max_batch_size, batch_size)
+            codes = torch.zeros(stop - start, h * w, dtype=torch.long, device=device)
+            codes[:, : given.shape[1]] = given[start:stop]
+            cond = labels[start:stop]
+            if guided:
+                cond = torch.cat([cond, torch.full_like(cond, -1)])
+            for t in range(given.shape[1], h * w):
+                grid = codes.reshape(-1, h, w)
+                logits = self(torch.cat([grid, grid]) if guided else grid, cond)[:, t // w, t % w]  # (B', K)
+                if guided:
+                    logits = guide(logits, guidance_scale)
+                codes[:, t] = pick_tokens(logits, temperature, top_k, top_p, generator)
+            out.append(codes.reshape(-1, h, w))
+        return torch.cat(out)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        save_prior(self, self.config.to_dict(), self.prior_type, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> "PixelCNNPrior":
+        model = cls(PixelCNNPriorConfig(**read_prior_config(directory, cls.prior_type)))
+        load_weights_strict(model, directory, map_location)
+        return model.eval()

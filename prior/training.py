@@ -1,0 +1,380 @@
+"""Prior training on accelerate, as a library function a test can run for two steps.
+
+Batches come straight from the memory-mapped codes (no DataLoader workers needed): step s of a run reads a
+fixed slice of a per-epoch permutation seeded by (seed + epoch), so a resumed run sees exactly the batches
+an uninterrupted one would. Class labels are dropped to the null class with probability `class_dropout`
+(decided by (seed, batch position)) so classifier-free guidance works at sampling time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .gpt import GPTPrior, GPTPriorConfig
+from .index_files import CodesDataset
+from .pixelcnn import PixelCNNPrior, PixelCNNPriorConfig
+
+PRIORS = {"gpt": (GPTPrior, GPTPriorConfig), "pixelcnn": (PixelCNNPrior, PixelCNNPriorConfig)}
+LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
+STATE_NAME = "training_state.json"
+EMA_NAME = "ema.safetensors"
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainPriorConfig:
+    codes_dir: str
+    output_dir: str
+    prior: str = "gpt"  # "gpt" | "pixelcnn"
+    size: str = "small"  # a preset of GPT_PRESETS / PIXELCNN_PRESETS
+    validation_fraction: float = 0.05
+    include_flipped: bool = False  # also train on the mirrored codes, if the folder has them
+    class_dropout: float = 0.1  # probability of replacing a label by the null class (for guidance)
+    max_steps: int = 10_000
+    batch_size: int = 64  # per process and micro-batch
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.05  # matrices only
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    lr_schedule: str = "cosine"
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str = "no"
+    ema_decay: float = 0.0  # EMA of weights; 0 = off. With EMA on, the saved prior holds the EMA weights.
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 500
+    eval_batches: int = 20  # validation batches per evaluation (None-like 0 = the whole split)
+    sample_every: int = 1000  # needs a decoder (the script passes one when --tokenizer is given)
+    checkpoint_every: int = 1000
+    checkpoints_total_limit: int | None = 2
+    resume_from_checkpoint: str | None = None
+    max_nonfinite_steps: int = 5  # this many non-finite losses in a row stop the run
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior={self.prior!r}: expected one of {sorted(PRIORS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected 'no', 'fp16' or 'bf16'")
+        if not 0.0 <= self.class_dropout <= 1.0:
+            raise ValueError(f"class_dropout={self.class_dropout}: expected a probability")
+        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_every", "eval_every",
+                     "sample_every", "checkpoint_every", "max_nonfinite_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Decoder:
+    """What sample grids need from the tokenizer, passed in by the caller (prior never imports tokenizer)."""
+
+    decode: Callable[[torch.Tensor], torch.Tensor]  # codes (B, h, w) → images (B, 3, H, W) in [-1, 1]
+    fingerprint: str
+    codebook_size: int
+    grid_shape: tuple[int, int]
+
+
+def build_prior(config: TrainPriorConfig, codes: CodesDataset) -> nn.Module:
+    model_cls, config_cls = PRIORS[config.prior]
+    model_config = config_cls.from_preset(
+        config.size, codebook_size=codes.codebook_size, grid_shape=codes.grid_shape, num_classes=codes.num_classes
+    )
+    return model_cls(model_config)
+
+
+def check_decoder(decoder: Decoder | None, codes: CodesDataset) -> None:
+    """The tokenizer used for sample grids must be the one the codes were made with."""
+    if decoder is None:
+        return
+    if decoder.fingerprint != codes.fingerprint:
+        raise ValueError(
+            f"the tokenizer given for samples ({decoder.fingerprint[:12]}) is not the one that made the codes in "
+            f"{codes.directory} ({codes.fingerprint[:12]})"
+        )
+    if decoder.codebook_size != codes.codebook_size or tuple(decoder.grid_shape) != codes.grid_shape:
+        raise ValueError(
+            f"tokenizer codebook {decoder.codebook_size}, grid {tuple(decoder.grid_shape)} vs codes codebook "
+            f"{codes.codebook_size}, grid {codes.grid_shape}"
+        )
+
+
+class SeededBatches:
+    """Batch `position` of a run: rows of a per-epoch permutation seeded by (seed + epoch), sharded by process."""
+
+    def __init__(self, dataset: CodesDataset, batch_size: int, seed: int, num_processes: int, process_index: int):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.num_processes, self.process_index = num_processes, process_index
+        self.per_epoch = len(dataset) // (batch_size * num_processes)
+        if self.per_epoch == 0:
+            raise ValueError(
+                f"{len(dataset)} training grids; expected at least batch_size x processes = {batch_size * num_processes}"
+            )
+
+    def batch(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, b = divmod(position, self.per_epoch)
+        order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + epoch))
+        start = (b * self.num_processes + self.process_index) * self.batch_size
+        items = [self.dataset[int(i)] for i in order[start : start + self.batch_size]]
+        return torch.stack([c for c, _ in items]), torch.tensor([label for _, label in items])
+
+
+def drop_labels(labels: torch.Tensor, probability: float, seed: int, position: int) -> torch.Tensor:
+    """Replace labels by -1 (null class) with the given probability, decided by (seed, position)."""
+    if probability == 0 or labels.numel() == 0:
+        return labels
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + position)
+    drop = torch.rand(labels.shape[0], generator=generator) < probability
+    return torch.where(drop.to(labels.device), torch.full_like(labels, -1), labels)
+
+
+def prior_loss(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Mean cross-entropy in nats per code over the whole grid."""
+    logits = model(codes, labels)  # (B, h, w, K)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), codes.reshape(-1))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices (linear, conv, embedding weights) only; none on biases and norm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+
+
+def find_checkpoint(output_dir: str | Path, which: str) -> Path | None:
+    if which != "latest":
+        path = Path(which)
+        if not (path / STATE_NAME).is_file():
+            raise ValueError(f"resume_from_checkpoint={which!r}: expected a checkpoint folder containing {STATE_NAME}")
+        return path
+    root = Path(output_dir) / "checkpoints"
+    complete = [p for p in root.glob("checkpoint-*") if p.suffix != ".tmp" and (p / STATE_NAME).is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+# --- the loop ---------------------------------------------------------------------------------------------
+
+
+class PriorTrainer:
+    def __init__(self, config: TrainPriorConfig, decoder: Decoder | None = None):
+        self.config = config
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False)
+        set_seed(config.seed)
+        c = config
+        self.train_codes = CodesDataset(c.codes_dir, "train", c.validation_fraction, c.seed, include_flipped=c.include_flipped)
+        self.val_codes = CodesDataset(c.codes_dir, "validation", c.validation_fraction, c.seed) if c.validation_fraction > 0 else None
+        self.train_codes.check_values()  # bad codes or labels fail here, before any step
+        check_decoder(decoder, self.train_codes)
+        self.decoder = decoder
+        self.model = build_prior(config, self.train_codes)
+        self.conditional = self.train_codes.num_classes > 0
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay)) if c.ema_decay > 0 else None
+        optimizer = torch.optim.AdamW(parameter_groups(self.model, c.weight_decay), lr=c.learning_rate, betas=tuple(c.adam_betas))
+        scheduler = get_scheduler(LR_SCHEDULES[c.lr_schedule], optimizer, num_warmup_steps=c.warmup_steps, num_training_steps=c.max_steps)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        if self.ema is not None:
+            self.ema.to(self.accelerator.device)
+        self.batches = SeededBatches(self.train_codes, c.batch_size, c.seed, self.accelerator.num_processes, self.accelerator.process_index)
+        self.state = {"step": 0, "batches_seen": 0, "nonfinite_skipped": 0}
+        self.output_dir = Path(c.output_dir)
+
+    @property
+    def raw_model(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _micro_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        position = self.state["batches_seen"]
+        codes, labels = self.batches.batch(position)
+        self.state["batches_seen"] += 1
+        device = self.accelerator.device
+        if not self.conditional:
+            return codes.to(device), None
+        return codes.to(device), drop_labels(labels, self.config.class_dropout, self.config.seed, position).to(device)
+
+    def train_step(self) -> dict[str, float] | None:
+        """One optimiser step; None when the loss was non-finite and the step was skipped."""
+        c, acc = self.config, self.accelerator
+        losses = []
+        for micro in range(c.gradient_accumulation_steps):
+            codes, labels = self._micro_batch()
+            with acc.autocast():
+                loss = prior_loss(self.model, codes, labels)
+            finite = acc.gather(torch.isfinite(loss.detach()).reshape(1)).all()  # every process agrees
+            if not finite:
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            context = acc.no_sync(self.model) if micro < c.gradient_accumulation_steps - 1 else contextlib.nullcontext()
+            with context:
+                acc.backward(loss / c.gradient_accumulation_steps)
+            losses.append(float(loss.detach()))
+        if c.max_grad_norm:
+            acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.raw_model)
+        loss = sum(losses) / len(losses)
+        return {"loss": loss, "bits_per_token": loss / LN2, "lr": self.scheduler.get_last_lr()[0]}
+
+    @torch.no_grad()
+    def validation_bits_per_token(self) -> float | None:
+        if self.val_codes is None or len(self.val_codes) == 0:
+            return None
+        model = self.ema.module if self.ema is not None else self.raw_model
+        model.eval()
+        total, count = 0.0, 0
+        size = self.config.batch_size
+        limit = self.config.eval_batches or math.inf
+        for b, start in enumerate(range(0, len(self.val_codes), size)):
+            if b >= limit:
+                break
+            items = [self.val_codes[i] for i in range(start, min(start + size, len(self.val_codes)))]
+            codes = torch.stack([c for c, _ in items]).to(self.accelerator.device)
+            labels = torch.tensor([l for _, l in items], device=codes.device) if self.conditional else None
+            with self.accelerator.autocast():
+                total += float(prior_loss(model, codes, labels)) * codes.shape[0]
+            count += codes.shape[0]
+        model.train()
+        return total / count / LN2
+
+    @torch.no_grad()
+    def save_samples(self, step: int) -> None:
+        if self.decoder is None or not self.accelerator.is_main_process:
+            return
+        from torchvision.utils import save_image
+
+        model = self.ema.module if self.ema is not None else self.raw_model
+        model.eval()
+        n = 16
+        labels = torch.arange(n) % self.train_codes.num_classes if self.conditional else None
+        codes = model.sample(n, class_labels=labels, generator=torch.Generator(self.accelerator.device).manual_seed(0))
+        model.train()
+        images = self.decoder.decode(codes).float().clamp(-1, 1).cpu()
+        path = self.output_dir / "samples" / f"samples_{step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images, path, nrow=8, normalize=True, value_range=(-1, 1))
+
+    def save_checkpoint(self) -> Path:
+        acc, step = self.accelerator, self.state["step"]
+        final = self.output_dir / "checkpoints" / f"checkpoint-{step}"
+        tmp = final.with_suffix(".tmp")
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            if self.ema is not None:
+                save_file({k: v.contiguous() for k, v in self.ema.state_dict().items()}, str(tmp / EMA_NAME))
+            (tmp / STATE_NAME).write_text(json.dumps(self.state))
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)  # a checkpoint is whole or absent
+            self._prune()
+        acc.wait_for_everyone()
+        return final
+
+    def _prune(self) -> None:
+        limit = self.config.checkpoints_total_limit
+        if not limit:
+            return
+        done = sorted((p for p in (self.output_dir / "checkpoints").glob("checkpoint-*") if p.suffix != ".tmp"),
+                      key=lambda p: int(p.name.split("-")[1]))
+        for old in done[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def resume(self) -> None:
+        which = self.config.resume_from_checkpoint
+        path = find_checkpoint(self.output_dir, which) if which else None
+        if which and path is None:
+            self.accelerator.print(f"no checkpoint under {self.output_dir / 'checkpoints'}; starting from step 0")
+        if path is None:
+            return
+        self.accelerator.load_state(str(path))
+        if self.ema is not None:
+            self.ema.load_state_dict(load_file(str(path / EMA_NAME)))
+        self.state = json.loads((path / STATE_NAME).read_text())
+        self.accelerator.print(f"resumed from {path} at step {self.state['step']}")
+
+    def train(self) -> Path:
+        c, acc = self.config, self.accelerator
+        self.resume()
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "train_config.json").write_text(json.dumps(c.to_dict(), indent=2) + "\n")
+        bar = tqdm(total=c.max_steps, initial=self.state["step"], desc=f"{c.prior} prior",
+                   disable=not (c.progress and acc.is_main_process))
+        in_a_row, started, first_step = 0, time.perf_counter(), self.state["step"]
+        while self.state["step"] < c.max_steps:
+            self.model.train()
+            logs = self.train_step()
+            if logs is None:
+                in_a_row += 1
+                self.state["nonfinite_skipped"] += 1
+                if in_a_row >= c.max_nonfinite_steps:
+                    raise RuntimeError(
+                        f"the loss was not finite for {in_a_row} steps in a row at step {self.state['step']}; "
+                        f"stopping. The last good checkpoint is {find_checkpoint(self.output_dir, 'latest')}"
+                    )
+                continue
+            in_a_row = 0
+            self.state["step"] += 1
+            step = self.state["step"]
+            bar.update(1)
+            bar.set_postfix(bits=f"{logs['bits_per_token']:.3f}")
+            if step % c.eval_every == 0 or step == c.max_steps:
+                logs["val_bits_per_token"] = self.validation_bits_per_token()
+            if step % c.log_every == 0 or "val_bits_per_token" in logs:
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                tokens = (step - first_step) * c.batch_size * c.gradient_accumulation_steps * acc.num_processes
+                logs.update(step=step, nonfinite_skipped=self.state["nonfinite_skipped"],
+                            tokens_per_s=tokens * math.prod(self.train_codes.grid_shape) / elapsed)
+                if acc.is_main_process:
+                    with (self.output_dir / "metrics.jsonl").open("a") as f:
+                        f.write(json.dumps(logs) + "\n")
+            if step % c.sample_every == 0 or step == c.max_steps:
+                self.save_samples(step)
+            if step % c.checkpoint_every == 0 or step == c.max_steps:
+                self.save_checkpoint()
+        bar.close()
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (self.ema.module if self.ema is not None else self.raw_model).save_pretrained(self.output_dir)
+        acc.wait_for_everyone()
+        return self.output_dir
+
+
+def train_prior(config: TrainPriorConfig, decoder: Decoder | None = None) -> Path:
+    """Train a GPT or PixelCNN prior on a codes folder; saves config.json + model.safetensors in output_dir."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        return PriorTrainer(config, decoder).train()
