@@ -1,0 +1,208 @@
+"""GPT and PixelCNN priors: causality, cache, sampling semantics, files, bad input."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prior import GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
+from prior.sampling import guide, pick_tokens
+
+K, GRID, CLASSES = 16, (4, 5), 3
+
+
+def gpt(num_classes=CLASSES):
+    torch.manual_seed(0)
+    return GPTPrior(GPTPriorConfig.from_preset("tiny", codebook_size=K, grid_shape=GRID, num_classes=num_classes)).eval()
+
+
+def pixelcnn(num_classes=CLASSES):
+    torch.manual_seed(0)
+    return PixelCNNPrior(PixelCNNPriorConfig.from_preset("tiny", codebook_size=K, grid_shape=GRID, num_classes=num_classes)).eval()
+
+
+BUILDERS = {"gpt": gpt, "pixelcnn": pixelcnn}
+
+
+def dependency_matrix(model, codes, labels):
+    """dep[t, s]: do the logits at cell t change when cell s changes?"""
+    n = codes[0].numel()
+    with torch.no_grad():
+        base = model(codes, labels).reshape(n, -1)
+        dep = torch.zeros(n, n, dtype=torch.bool)
+        for s in range(n):
+            changed = codes.clone().reshape(-1)
+            changed[s] = (changed[s] + 1) % K
+            out = model(changed.reshape(codes.shape), labels).reshape(n, -1)
+            dep[:, s] = (out - base).abs().amax(1) > 0  # structural zero vs any influence at all
+    return dep
+
+
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_logits_depend_on_exactly_the_raster_past(name):
+    model = BUILDERS[name]()
+    codes = torch.randint(0, K, (1, *GRID), generator=torch.Generator().manual_seed(1))
+    dep = dependency_matrix(model, codes, torch.tensor([2]))
+    n = codes.numel()
+    past = torch.ones(n, n).tril(-1).bool()
+    assert not (dep & ~past).any(), "a logit sees its own cell or a later one"
+    assert not (~dep & past).any(), "a cell of the raster past is outside the receptive field (blind spot)"
+
+
+def test_pixelcnn_too_shallow_for_grid_is_refused():
+    with pytest.raises(ValueError, match="blind spot"):
+        PixelCNNPriorConfig(codebook_size=K, grid_shape=(16, 16), num_layers=5)
+    config = PixelCNNPriorConfig(codebook_size=K, grid_shape=(8, 8), num_layers=5, hidden_channels=16)  # just enough
+    model = PixelCNNPrior(config).eval()
+    dep = dependency_matrix(model, torch.randint(0, K, (1, 8, 8)), None)
+    assert torch.equal(dep, torch.ones(64, 64).tril(-1).bool())
+
+
+def test_gpt_cached_logits_equal_uncached():
+    model = gpt()
+    codes = torch.randint(0, K, (2, *GRID))
+    labels = torch.tensor([0, -1])
+    full = model(codes, labels).reshape(2, -1, K)
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.transformer.config)
+    inputs = torch.cat([model.condition_tokens(labels, 2, codes.device)[:, None], codes.reshape(2, -1)[:, :-1]], 1)
+    stepwise = []
+    with torch.no_grad():
+        for t in range(inputs.shape[1]):
+            out = model.transformer(input_ids=inputs[:, t : t + 1], past_key_values=cache, use_cache=True)
+            stepwise.append(out.logits[:, -1, :K])
+    assert torch.allclose(torch.stack(stepwise, 1), full, atol=1e-5)
+
+
+def reference_sample(model, n, labels, generator, scale=1.0, prefix=None, temperature=1.0, top_k=None, top_p=None):
+    """Sampling through `forward` only (no cache), cell by cell: the definition the fast paths must match."""
+    h, w = GRID
+    codes = torch.zeros(n, h * w, dtype=torch.long)
+    p = 0 if prefix is None else prefix.shape[1]
+    if prefix is not None:
+        codes[:, :p] = prefix
+    labels = torch.as_tensor(labels).expand(n)
+    for t in range(p, h * w):
+        grid = codes.reshape(n, h, w)
+        with torch.no_grad():
+            if scale == 1.0:
+                logits = model(grid, labels)[:, t // w, t % w]
+            else:
+                both = model(torch.cat([grid, grid]), torch.cat([labels, torch.full_like(labels, -1)]))
+                logits = guide(both[:, t // w, t % w], scale)
+        codes[:, t] = pick_tokens(logits, temperature, top_k, top_p, generator)
+    return codes.reshape(n, h, w)
+
+
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_guidance_scale_one_is_plain_conditional_sampling(name):
+    model = BUILDERS[name]()
+    labels = torch.tensor([0, 1, 2])
+    fast = model.sample(3, class_labels=labels, guidance_scale=1.0, generator=torch.Generator().manual_seed(5))
+    slow = reference_sample(model, 3, labels, torch.Generator().manual_seed(5))
+    assert torch.equal(fast, slow)
+
+
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_guided_sampling_with_filters_matches_reference(name):
+    model = BUILDERS[name]()
+    labels = torch.tensor([2, 0])
+    kwargs = dict(temperature=0.8, top_k=6, top_p=0.9)
+    fast = model.sample(2, class_labels=labels, guidance_scale=3.0, generator=torch.Generator().manual_seed(7), **kwargs)
+    slow = reference_sample(model, 2, labels, torch.Generator().manual_seed(7), scale=3.0, **kwargs)
+    assert torch.equal(fast, slow)
+
+
+def test_gpt_sampling_without_cache_gives_the_same_grids():
+    model = gpt()
+    a = model.sample(3, class_labels=1, generator=torch.Generator().manual_seed(3))
+    b = model.sample(3, class_labels=1, generator=torch.Generator().manual_seed(3), use_cache=False)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_sampling_is_reproducible_and_chunking_changes_nothing(name):
+    model = BUILDERS[name]()
+    a = model.sample(5, class_labels=[0, 1, 2, 0, 1], generator=torch.Generator().manual_seed(11))
+    b = model.sample(5, class_labels=[0, 1, 2, 0, 1], generator=torch.Generator().manual_seed(11))
+    c = model.sample(5, class_labels=[0, 1, 2, 0, 1], generator=torch.Generator().manual_seed(12))
+    assert a.shape == (5, *GRID) and torch.equal(a, b) and not torch.equal(a, c)
+    assert int(a.max()) < K and int(a.min()) >= 0
+    # Chunks draw from the generator in order, so with temperature → 0 (argmax) chunking is invisible.
+    greedy = model.sample(5, class_labels=1, top_k=1, max_batch_size=2)
+    assert torch.equal(greedy, model.sample(5, class_labels=1, top_k=1))
+
+
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_prefix_is_kept(name):
+    model = BUILDERS[name]()
+    rows = torch.randint(0, K, (3, 2, GRID[1]))
+    out = model.sample(3, class_labels=0, prefix=rows, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :2], rows)
+    tokens = torch.randint(0, K, (3, 7))
+    out = model.sample(3, class_labels=0, prefix=tokens, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.reshape(3, -1)[:, :7], tokens)
+    ref = reference_sample(model, 3, torch.tensor(0), torch.Generator().manual_seed(0), prefix=tokens)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_one_batch_overfits(name):
+    model = BUILDERS[name]().train()
+    codes = torch.randint(0, K, (4, *GRID), generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 0])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = F.cross_entropy(model(codes, labels).reshape(-1, K), codes.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1  # from ~ln 16 = 2.77
+
+
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_save_load_round_trip(name, tmp_path):
+    model = BUILDERS[name]()
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path)
+    codes, labels = torch.randint(0, K, (2, *GRID)), torch.tensor([1, -1])
+    assert loaded.config == model.config
+    assert torch.equal(loaded(codes, labels), model(codes, labels))
+
+
+def test_loading_the_wrong_prior_type_or_weights_is_value_error(tmp_path):
+    gpt().save_pretrained(tmp_path / "g")
+    with pytest.raises(ValueError, match="holds a 'gpt' prior; expected 'pixelcnn'"):
+        PixelCNNPrior.from_pretrained(tmp_path / "g")
+    other = GPTPrior(GPTPriorConfig.from_preset("tiny", codebook_size=K + 1, grid_shape=GRID, num_classes=CLASSES))
+    other.save_pretrained(tmp_path / "o")
+    (tmp_path / "g" / "model.safetensors").write_bytes((tmp_path / "o" / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="do not match the config"):
+        GPTPrior.from_pretrained(tmp_path / "g")
+
+
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_bad_input_is_value_error(name):
+    model = BUILDERS[name]()
+    with pytest.raises(ValueError, match=r"expected values in \[0, 16\)"):
+        model(torch.full((1, *GRID), K), None)
+    with pytest.raises(ValueError, match=r"class labels span \[3, 3\]"):
+        model(torch.zeros(1, *GRID, dtype=torch.long), torch.tensor([CLASSES]))
+    with pytest.raises(ValueError, match=r"expected \(B, 4, 5\)"):
+        model(torch.zeros(1, 5, 4, dtype=torch.long), None)
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample(1, temperature=0)
+    with pytest.raises(ValueError, match="prefix"):
+        model.sample(2, prefix=torch.zeros(2, 3, 7, dtype=torch.long))
+
+
+def test_unconditional_prior_refuses_labels():
+    with pytest.raises(ValueError, match="without classes"):
+        gpt(num_classes=0).sample(1, class_labels=0)
+
+
+def test_presets_reach_gpt_b_scale():
+    config = GPTPriorConfig.from_preset("base", codebook_size=16384, grid_shape=(16, 16), num_classes=1000)
+    with torch.device("meta"):
+        params = sum(p.numel() for p in GPTPrior(config).parameters())
+    assert 100e6 < params < 125e6
