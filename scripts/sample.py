@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Generate images with a trained tokenizer + prior and write them as a PNG grid.
+
+    python scripts/sample.py --pipeline runs/fmnist-pipeline --num_images 64 --class_label Sneaker \
+        --guidance_scale 2.0 --top_k 100 --seed 0 --out grid.png --out_dir samples/
+    python scripts/sample.py --tokenizer runs/fmnist-vq --prior runs/fmnist-gpt --num_images 16 --out grid.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from pipelines.generation import PRIOR_CLASSES, ImageGenerationPipeline
+from tokenizer import VQGAN
+
+
+def load_pipeline(args: argparse.Namespace) -> ImageGenerationPipeline:
+    if args.pipeline:
+        return ImageGenerationPipeline.from_pretrained(args.pipeline)
+    if not (args.tokenizer and args.prior):
+        raise SystemExit("give --pipeline DIR, or both --tokenizer DIR and --prior DIR")
+    config = json_config(Path(args.prior))
+    prior_cls = PRIOR_CLASSES.get(config.get("prior_type"))
+    if prior_cls is None:
+        raise SystemExit(f"{args.prior}/config.json names prior type {config.get('prior_type')!r}; "
+                         f"expected one of {sorted(PRIOR_CLASSES)}")
+    return ImageGenerationPipeline(VQGAN.from_pretrained(args.tokenizer), prior_cls.from_pretrained(args.prior))
+
+
+def json_config(directory: Path) -> dict:
+    path = directory / "config.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: expected a prior folder")
+    return json.loads(path.read_text())
+
+
+def parse_label(text: str):
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline", default=None, help="folder written by ImageGenerationPipeline.save_pretrained")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (with --prior, instead of --pipeline)")
+    parser.add_argument("--prior", default=None, help="prior folder (with --tokenizer)")
+    parser.add_argument("--num_images", type=int, default=16)
+    parser.add_argument("--class_label", nargs="+", type=parse_label, default=None,
+                        help="one class (index or name) for all images, or one per image")
+    parser.add_argument("--guidance_scale", type=float, default=1.0, help="classifier-free guidance; 1.0 = off")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch_size", type=int, default=64, help="images sampled at once (bounds memory)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default="grid.png", help="PNG grid of all images")
+    parser.add_argument("--out_dir", default=None, help="also write one PNG per image here")
+    parser.add_argument("--nrow", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    pipe = load_pipeline(args).to(args.device)
+    labels = args.class_label
+    if labels is not None and len(labels) == 1:
+        labels = labels[0]
+    generator = torch.Generator(args.device).manual_seed(args.seed)
+    images = []
+    with tqdm(total=args.num_images, unit="img", desc="sample") as bar:
+        for start in range(0, args.num_images, args.batch_size):
+            n = min(args.batch_size, args.num_images - start)
+            chunk_labels = labels[start : start + n] if isinstance(labels, list) else labels
+            out = pipe(n, class_labels=chunk_labels, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       guidance_scale=args.guidance_scale, generator=generator, output_type="pt", batch_size=n)
+            images.append(out.images)
+            bar.update(n)
+    images = torch.cat(images)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_image(images, args.out, nrow=args.nrow)
+    written = [Path(args.out)]
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            save_image(image, Path(args.out_dir) / f"{i:05d}.png")
+            written.append(Path(args.out_dir) / f"{i:05d}.png")
+    print(f"wrote {args.out}" + (f" and {args.num_images} images in {args.out_dir}" if args.out_dir else ""))
+    return written
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""ImageGenerationPipeline end to end on tiny random models, and scripts/sample.py in-process."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import ImageGenerationPipeline
+from prior import GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
+from tokenizer import VQGAN, VQGANConfig
+from tokenizer.quantizer import QuantizerConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("circle", "square", "star")
+
+
+def tiny_tokenizer() -> VQGAN:
+    torch.manual_seed(0)
+    config = VQGANConfig.with_downsample_factor(
+        4, resolution=16, channels=8, z_channels=8, quantizer=QuantizerConfig(codebook_size=32, code_dim=4)
+    )
+    return VQGAN(config).eval()
+
+
+def tiny_prior(kind: str, tokenizer: VQGAN, **overrides):
+    torch.manual_seed(1)
+    settings = dict(codebook_size=32, grid_shape=(4, 4), num_classes=3, class_names=NAMES,
+                    tokenizer_fingerprint=tokenizer.fingerprint())
+    settings.update(overrides)
+    if kind == "gpt":
+        return GPTPrior(GPTPriorConfig.from_preset("tiny", **settings))
+    return PixelCNNPrior(PixelCNNPriorConfig.from_preset("tiny", **settings))
+
+
+@pytest.fixture(params=["gpt", "pixelcnn"])
+def pipe(request) -> ImageGenerationPipeline:
+    tokenizer = tiny_tokenizer()
+    return ImageGenerationPipeline(tokenizer, tiny_prior(request.param, tokenizer))
+
+
+def test_every_output_type(pipe):
+    out = pipe(3, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(0), output_type="pil")
+    assert len(out.images) == 3 and all(isinstance(im, Image.Image) and im.size == (16, 16) for im in out.images)
+    assert out.indices.shape == (3, 4, 4)
+    arr = pipe(3, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert arr.shape == (3, 16, 16, 3) and arr.dtype == np.uint8
+    pt = pipe(3, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert pt.shape == (3, 3, 16, 16) and 0 <= float(pt.min()) and float(pt.max()) <= 1
+    assert np.array_equal(np.asarray(out.images[1]), arr[1])
+    assert np.array_equal((pt.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8), arr)
+
+
+def test_images_are_the_decoded_indices(pipe):
+    out = pipe(2, class_labels=0, generator=torch.Generator().manual_seed(3), output_type="pt")
+    with torch.no_grad():
+        decoded = (pipe.tokenizer.decode(out.indices).clamp(-1, 1) + 1) / 2
+    assert torch.allclose(out.images, decoded, atol=1e-6)
+
+
+def test_same_generator_same_images_and_class_names(pipe):
+    a = pipe(4, class_labels="star", guidance_scale=2.0, generator=torch.Generator().manual_seed(5), output_type="pt")
+    b = pipe(4, class_labels=[2, 2, 2, 2], guidance_scale=2.0, generator=torch.Generator().manual_seed(5), output_type="pt")
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.images, b.images)
+    with pytest.raises(ValueError, match="class 'hexagon'"):
+        pipe(1, class_labels="hexagon")
+
+
+def test_chunking_keeps_greedy_results(pipe):
+    whole = pipe(5, class_labels=1, top_k=1, output_type="pt", batch_size=64)
+    chunked = pipe(5, class_labels=1, top_k=1, output_type="pt", batch_size=2)
+    assert torch.equal(whole.indices, chunked.indices)
+
+
+def test_completion_keeps_the_given_rows(pipe):
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8))
+    out = pipe(3, class_labels=0, prefix=(image, 2), generator=torch.Generator().manual_seed(0), output_type="pt")
+    pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
+    from tokenizer.data import ImageTransform
+
+    with torch.no_grad():
+        codes = pipe.tokenizer.encode(ImageTransform(16)(pixels)[None])
+    assert torch.equal(out.indices[:, :2], codes[:, :2].expand(3, -1, -1))
+    given = torch.randint(0, 32, (3, 1, 4))
+    assert torch.equal(pipe(3, class_labels=0, prefix=given).indices[:, :1], given)
+
+
+def test_save_load_round_trip_gives_the_same_images(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = ImageGenerationPipeline.from_pretrained(tmp_path)
+    assert type(loaded.prior) is type(pipe.prior)
+    a = pipe(3, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(9), output_type="pt")
+    b = loaded(3, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(9), output_type="pt")
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.images, b.images)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(codebook_size=64), "codebook size: tokenizer 32, prior 64"),
+    (dict(grid_shape=(8, 8)), r"grid: tokenizer \(4, 4\), prior \(8, 8\)"),
+    (dict(tokenizer_fingerprint="0" * 64), "tokenizer fingerprint"),
+])
+def test_mismatched_pair_is_refused(overrides, match):
+    tokenizer = tiny_tokenizer()
+    with pytest.raises(ValueError, match=match):
+        ImageGenerationPipeline(tokenizer, tiny_prior("gpt", tokenizer, **overrides))
+
+
+def test_bad_pipeline_folder(tmp_path):
+    with pytest.raises(ValueError, match="pipeline.json is missing"):
+        ImageGenerationPipeline.from_pretrained(tmp_path)
+    (tmp_path / "pipeline.json").write_text('{"format": "tessera-pipeline", "version": 1, "prior_type": "os.system"}')
+    with pytest.raises(ValueError, match="prior_type 'os.system'"):
+        ImageGenerationPipeline.from_pretrained(tmp_path)
+
+
+def test_sample_cli_writes_grid_and_images(tmp_path):
+    tokenizer = tiny_tokenizer()
+    ImageGenerationPipeline(tokenizer, tiny_prior("gpt", tokenizer)).save_pretrained(tmp_path / "pipe")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sample
+    finally:
+        sys.path.pop(0)
+    written = sample.main(["--pipeline", str(tmp_path / "pipe"), "--num_images", "5", "--class_label", "square",
+                           "--guidance_scale", "1.5", "--top_k", "10", "--out", str(tmp_path / "grid.png"),
+                           "--out_dir", str(tmp_path / "each"), "--batch_size", "2"])
+    assert Image.open(tmp_path / "grid.png").size[0] > 16 and len(written) == 6
+    assert Image.open(tmp_path / "each" / "00004.png").size == (16, 16)
+    written = sample.main(["--tokenizer", str(tmp_path / "pipe" / "tokenizer"), "--prior", str(tmp_path / "pipe" / "prior"),
+                           "--num_images", "2", "--out", str(tmp_path / "g2.png")])
+    assert written == [tmp_path / "g2.png"]
+
+
+def test_evaluate_generation_cli_caches_reference_features(tmp_path, monkeypatch):
+    tokenizer = tiny_tokenizer()
+    ImageGenerationPipeline(tokenizer, tiny_prior("gpt", tokenizer)).save_pretrained(tmp_path / "pipe")
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / f"{i}.png")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import evaluate
+    finally:
+        sys.path.pop(0)
+    args = ["--pipeline", str(tmp_path / "pipe"), "--dataset", str(tmp_path / "data"), "--num_images", "4",
+            "--class_labels", "uniform", "--guidance_scale", "2", "--cache_dir", str(tmp_path / "cache"),
+            "--output_json", str(tmp_path / "gen.json")]
+    first = evaluate.main(args)
+    assert {"fid", "kid_mean", "kid_std", "num_images"} <= first.keys() and first["num_images"] == 4
+    assert np.isfinite(first["fid"]) and first["fid"] >= 0
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+    from pipelines import evaluation
+
+    def no_reading(*a, **k):
+        raise AssertionError("the reference split was read again instead of the cache")
+
+    monkeypatch.setattr(evaluation, "build_image_dataset", no_reading)
+    assert evaluate.main(args) == first

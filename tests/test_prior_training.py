@@ -1,0 +1,181 @@
+"""Prior training: two steps for both priors, exact resume (stop and kill), bad input, non-finite losses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from prior import CodesDataset, GPTPrior, PixelCNNPrior
+from prior.training import Decoder, PriorTrainer, TrainPriorConfig, find_checkpoint, train_prior
+from tests.test_index_files import make_codes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def codes_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("codes")
+    make_codes(path, n=60, shard_size=25, codebook_size=50)  # grid 2x3, 4 classes
+    return path
+
+
+def tiny_config(codes_dir, output, prior="gpt", **overrides) -> TrainPriorConfig:
+    settings = dict(
+        codes_dir=str(codes_dir), output_dir=str(output), prior=prior, size="tiny", max_steps=5, batch_size=8,
+        gradient_accumulation_steps=2, learning_rate=1e-3, warmup_steps=1, ema_decay=0.9, log_every=1,
+        eval_every=2, checkpoint_every=2, validation_fraction=0.2, class_dropout=0.3, progress=False,
+    )
+    settings.update(overrides)
+    return TrainPriorConfig(**settings)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    out = {f"final.{k}": v for k, v in load_file(str(run / "model.safetensors")).items()}
+    last = find_checkpoint(run, "latest")
+    for name in ("model.safetensors", "ema.safetensors"):
+        out.update({f"{name}.{k}": v for k, v in load_file(str(last / name)).items()})
+    return out
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    assert not [k for k in a if not torch.equal(a[k], b[k])]
+
+
+@pytest.mark.parametrize("prior, cls", [("gpt", GPTPrior), ("pixelcnn", PixelCNNPrior)])
+def test_two_step_training_saves_a_loadable_prior(codes_dir, tmp_path, prior, cls):
+    train_prior(tiny_config(codes_dir, tmp_path, prior, max_steps=2))
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2]
+    assert lines[-1]["val_bits_per_token"] > 0 and lines[-1]["bits_per_token"] > 0
+    model = cls.from_pretrained(tmp_path)
+    assert model.config.num_classes == 4 and model.config.grid_shape == (2, 3)
+
+
+@pytest.fixture(scope="module")
+def reference_run(codes_dir, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("reference")
+    train_prior(tiny_config(codes_dir, path))
+    return path
+
+
+def test_resume_after_stop_equals_uninterrupted_run(codes_dir, reference_run, tmp_path, monkeypatch):
+    original = PriorTrainer.train_step
+
+    def stop_at_3(self):
+        if self.state["step"] == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(PriorTrainer, "train_step", stop_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_prior(tiny_config(codes_dir, tmp_path))
+    monkeypatch.setattr(PriorTrainer, "train_step", original)
+    train_prior(tiny_config(codes_dir, tmp_path, resume_from_checkpoint="latest"))
+    assert_same(weights(reference_run), weights(tmp_path))
+
+
+KILLABLE = """
+import sys, time
+from prior import training
+from tests.test_prior_training import tiny_config
+original = training.PriorTrainer.train_step
+def slow(self):
+    if self.state["step"] >= 2:
+        time.sleep(2.0)
+    return original(self)
+training.PriorTrainer.train_step = slow
+training.train_prior(tiny_config(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(codes_dir, reference_run, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(codes_dir), str(tmp_path)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while find_checkpoint(tmp_path, "latest") is None:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "model.safetensors").exists()
+    train_prior(tiny_config(codes_dir, tmp_path, resume_from_checkpoint="latest"))
+    assert_same(weights(reference_run), weights(tmp_path))
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(codes_dir, tmp_path, monkeypatch):
+    from prior import training
+
+    calls = {"n": 0}
+    original = training.prior_loss
+
+    def flaky(model, codes, labels):
+        calls["n"] += 1
+        loss = original(model, codes, labels)
+        return loss * float("nan") if calls["n"] == 5 or calls["n"] > 8 else loss
+
+    monkeypatch.setattr(training, "prior_loss", flaky)
+    config = tiny_config(codes_dir, tmp_path, max_steps=50, max_nonfinite_steps=3, eval_every=100)
+    with pytest.raises(RuntimeError, match="not finite for 3 steps in a row at step 3.*checkpoint-2"):
+        train_prior(config)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["nonfinite_skipped"] == 1  # the single bad step was skipped and counted
+    good = find_checkpoint(tmp_path, "latest")
+    assert good.name == "checkpoint-2" and (good / "model.safetensors").is_file()
+
+
+def test_codes_at_or_above_the_vocabulary_fail_before_training(codes_dir, tmp_path):
+    bad = tmp_path / "codes"
+    make_codes(bad, n=30, codebook_size=50)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["codebook_size"] = 20
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="not below the codebook size 20"):
+        train_prior(tiny_config(bad, tmp_path / "run"))
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_labels_at_or_above_the_class_count_fail_before_training(tmp_path):
+    bad = tmp_path / "codes"
+    make_codes(bad, n=30, codebook_size=50)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["num_classes"] = 2  # stored labels go up to 3
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"labels outside 0\.\.1"):
+        train_prior(tiny_config(bad, tmp_path / "run"))
+
+
+def test_other_tokenizer_for_samples_is_refused(codes_dir, tmp_path):
+    decoder = Decoder(lambda c: c, fingerprint="ef" * 32, codebook_size=50, grid_shape=(2, 3))
+    with pytest.raises(ValueError, match="is not the one that made the codes"):
+        train_prior(tiny_config(codes_dir, tmp_path), decoder)
+
+
+def test_sample_grid_written_with_a_decoder(codes_dir, tmp_path):
+    fingerprint = CodesDataset(codes_dir).fingerprint
+    decode = lambda codes: codes[:, None].float().repeat(1, 3, 4, 4) / 25 - 1  # noqa: E731  (B,3,8,12)
+    decoder = Decoder(decode, fingerprint, codebook_size=50, grid_shape=(2, 3))
+    train_prior(tiny_config(codes_dir, tmp_path, max_steps=2, sample_every=2), decoder)
+    assert (tmp_path / "samples" / "samples_0000002.png").is_file()
+
+
+def test_cli_two_steps_and_help(codes_dir, tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train_prior as cli
+    finally:
+        sys.path.pop(0)
+    cli.main(["--codes", str(codes_dir), "--prior", "pixelcnn", "--size", "tiny", "--output_dir", str(tmp_path),
+              "--max_steps", "2", "--batch_size", "8", "--no_progress"])
+    assert PixelCNNPrior.from_pretrained(tmp_path).config.codebook_size == 50
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_prior.py"), "--help"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "--resume_from_checkpoint" in result.stdout
