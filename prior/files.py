@@ -1,4 +1,5 @@
-"""Saving and loading priors: a folder with config.json (naming the prior type) and model.safetensors."""
+"""Saving and loading priors (a folder with config.json naming the prior type, and model.safetensors), and the
+checks every prior config shares."""
 
 from __future__ import annotations
 
@@ -39,3 +40,17 @@ def load_weights_strict(model: nn.Module, directory: str | Path, device: str = "
         load_model(model, str(path), strict=True, device=device)
     except RuntimeError as e:  # missing/unexpected keys or shape mismatches
         raise ValueError(f"weights in {path} do not match the config: {e}") from None
+
+
+def normalize_data_fields(config: Any) -> None:
+    """Check and normalise what every prior config shares: codebook_size, grid_shape, num_classes, class_names."""
+    config.grid_shape = tuple(int(s) for s in config.grid_shape)
+    config.class_names = tuple(config.class_names)
+    if config.codebook_size < 2:
+        raise ValueError(f"codebook_size={config.codebook_size}: expected at least 2")
+    if len(config.grid_shape) != 2 or min(config.grid_shape) < 1:
+        raise ValueError(f"grid_shape={config.grid_shape}: expected (h, w) with positive sides")
+    if config.num_classes < 0:
+        raise ValueError(f"num_classes={config.num_classes}: expected >= 0")
+    if config.class_names and len(config.class_names) != config.num_classes:
+        raise ValueError(f"{len(config.class_names)} class names for num_classes={config.num_classes}")

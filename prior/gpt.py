@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from .files import load_weights_strict, read_prior_config, save_prior
+from .files import load_weights_strict, normalize_data_fields, read_prior_config, save_prior
 from .sampling import (
     check_codes,
     check_labels,
@@ -52,16 +52,7 @@ class GPTPriorConfig:
     tokenizer_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
-        self.grid_shape = tuple(int(s) for s in self.grid_shape)
-        self.class_names = tuple(self.class_names)
-        if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names for num_classes={self.num_classes}")
-        if self.codebook_size < 2:
-            raise ValueError(f"codebook_size={self.codebook_size}: expected at least 2")
-        if len(self.grid_shape) != 2 or min(self.grid_shape) < 1:
-            raise ValueError(f"grid_shape={self.grid_shape}: expected (h, w) with positive sides")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes={self.num_classes}: expected >= 0")
+        normalize_data_fields(self)
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
         if self.intermediate_size is None:

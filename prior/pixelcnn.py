@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .files import load_weights_strict, read_prior_config, save_prior
+from .files import load_weights_strict, normalize_data_fields, read_prior_config, save_prior
 from .sampling import check_codes, check_labels, check_sampling_args, class_labels_tensor, guide, pick_tokens, prefix_tokens
 
 PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
@@ -41,16 +41,7 @@ class PixelCNNPriorConfig:
     tokenizer_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
-        self.grid_shape = tuple(int(s) for s in self.grid_shape)
-        self.class_names = tuple(self.class_names)
-        if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names for num_classes={self.num_classes}")
-        if self.codebook_size < 2:
-            raise ValueError(f"codebook_size={self.codebook_size}: expected at least 2")
-        if len(self.grid_shape) != 2 or min(self.grid_shape) < 1:
-            raise ValueError(f"grid_shape={self.grid_shape}: expected (h, w) with positive sides")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes={self.num_classes}: expected >= 0")
+        normalize_data_fields(self)
         for name in ("first_kernel_size", "kernel_size"):
             if getattr(self, name) < 3 or getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name}={getattr(self, name)}: expected an odd size >= 3")

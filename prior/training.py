@@ -229,7 +229,7 @@ class PriorTrainer:
             codes, labels = self._micro_batch()
             with acc.autocast():
                 loss = prior_loss(self.model, codes, labels)
-            finite = acc.gather(torch.isfinite(loss.detach()).reshape(1)).all()  # every process agrees
+            finite = acc.gather(torch.isfinite(loss.detach()).float().reshape(1)).min() > 0  # every process agrees
             if not finite:
                 self.optimizer.zero_grad(set_to_none=True)
                 return None

@@ -85,7 +85,14 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     snippets = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert snippets, "README has no Python snippet"
     monkeypatch.chdir(tmp_path)
-    tiny_model().save_pretrained(tmp_path / "outputs" / "demo" / "tokenizer")  # what `make demo` leaves
+    tokenizer = tiny_model()
+    tokenizer.save_pretrained(tmp_path / "outputs" / "demo" / "tokenizer")  # what `make demo` leaves
+    from pipelines import ImageGenerationPipeline
+    from prior import GPTPrior, GPTPriorConfig
+
+    prior = GPTPrior(GPTPriorConfig.from_preset("tiny", codebook_size=16, grid_shape=(8, 8),
+                                                tokenizer_fingerprint=tokenizer.fingerprint()))
+    ImageGenerationPipeline(tokenizer, prior).save_pretrained(tmp_path / "outputs" / "demo" / "pipeline")
     import_script("tokenize_dataset").main([  # the README's tokenize example, on a few emoji
         "--tokenizer", "outputs/demo/tokenizer", "--dataset", "emoji", "--max_images", "40",
         "--output_dir", "codes/emoji", "--num_workers", "0", "--no_progress",
