@@ -1,12 +1,12 @@
 # Two entry points for a fresh machine with only Python and pip:
-#   make demo   -- installs into .venv, trains a small tokenizer on the built-in emoji set
+#   make demo   -- installs into .venv, runs the whole two-stage flow on the built-in emoji set
 #   make test   -- installs into .venv (with the dev extra) and runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench bench-tokenizer bench-tokenize bench-prior bench-pipeline clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
-bench: $(STAMP)
-	$(PY) benchmarks/bench_tokenizer.py
+# Benchmarks print JSON and also write it to outputs/; Fashion-MNIST comes from the Debian package
+# dataset-fashion-mnist (apt-get install dataset-fashion-mnist).
+bench: bench-tokenizer bench-tokenize bench-prior bench-pipeline
+
+bench-tokenizer: $(STAMP)
+	$(PY) benchmarks/bench_tokenizer.py --no_progress --output_json outputs/bench_tokenizer.json
+
+bench-tokenize: $(STAMP)
+	$(PY) benchmarks/bench_tokenize.py --output_json outputs/bench_tokenize.json
+
+bench-prior: $(STAMP)
+	$(PY) benchmarks/bench_prior.py --output_json outputs/bench_prior.json
+
+bench-pipeline: $(STAMP)
+	$(PY) benchmarks/bench_pipeline.py --output_json outputs/bench_pipeline.json
 
 clean:
 	rm -rf $(VENV) outputs
