@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import nn
 
@@ -103,28 +102,25 @@ def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray,
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
-    ‖mu1 − mu2‖² + tr(sigma1 + sigma2 − 2 (sigma1 sigma2)^½)."""
+    ‖mu1 − mu2‖² + tr(sigma1) + tr(sigma2) − 2 tr((sigma1 sigma2)^½).
+
+    tr((sigma1 sigma2)^½) is the sum of the square roots of the eigenvalues of the symmetric PSD matrix
+    sigma1^½ sigma2 sigma1^½ (same spectrum as sigma1 sigma2): two symmetric eigendecompositions, exact for
+    singular covariances (fewer samples than dimensions) and several times faster than scipy's sqrtm at D=2048.
+    """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise ValueError(f"shapes mu {mu1.shape}/{mu2.shape}, sigma {sigma1.shape}/{sigma2.shape}: expected "
                          "(D,) means and (D, D) covariances")
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        # Singular product (fewer samples than dimensions): offset both diagonals a little and retry.
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        # Round-off gives tiny imaginary parts; large ones mean the inputs are not covariances.
-        max_imag = np.abs(np.diagonal(covmean).imag).max()
-        if max_imag > 1e-3:
-            raise ValueError(f"sqrt of sigma1 @ sigma2 has imaginary component {max_imag:.3g}")
-        covmean = covmean.real
+    w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
+    sqrt_sigma1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # (D, D)
+    product = sqrt_sigma1 @ sigma2 @ sqrt_sigma1
+    trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
 
 
 class FIDAccumulator:
