@@ -138,7 +138,7 @@ class ImageGenerationPipeline:
         """A PIL image or a tensor (3, H, W) / (B, 3, H, W) in [-1, 1] → (num_images, 3, R, R) on the device."""
         resolution = self.tokenizer.config.resolution
         if isinstance(image, Image.Image):
-            pixels = torch.from_numpy(np.asarray(image_to_rgb(image))).permute(2, 0, 1)
+            pixels = torch.from_numpy(np.array(image_to_rgb(image))).permute(2, 0, 1)  # (3, H, W) uint8, a writable copy
             image = ImageTransform(resolution)(pixels)
         image = torch.as_tensor(image, dtype=torch.float32)
         if image.ndim == 3:
