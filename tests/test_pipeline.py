@@ -77,7 +77,7 @@ def test_chunking_keeps_greedy_results(pipe):
 def test_completion_keeps_the_given_rows(pipe):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8))
     out = pipe(3, class_labels=0, prefix=(image, 2), generator=torch.Generator().manual_seed(0), output_type="pt")
-    pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
     from tokenizer.data import ImageTransform
 
     with torch.no_grad():
