@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
 
 from .files import load_weights_strict, normalize_data_fields, read_prior_config, save_prior
 from .sampling import (
@@ -161,23 +161,35 @@ class GPTPrior(nn.Module):
             ))
         return torch.cat(chunks).reshape(batch_size, *self.config.grid_shape)
 
+    def _next_code_logits(self, input_ids: torch.Tensor, cache, position: int) -> torch.Tensor:
+        """Logits over the K codes for the token after `input_ids` (B', t): runs the decoder stack and only the
+        code rows of the LM head at the last position (the class and null rows are never sampled)."""
+        cache_position = torch.arange(position, position + input_ids.shape[1], device=input_ids.device) if cache is not None else None
+        hidden = self.transformer.model(
+            input_ids=input_ids, past_key_values=cache, use_cache=cache is not None, cache_position=cache_position
+        ).last_hidden_state[:, -1]  # (B', D)
+        return hidden @ self.transformer.lm_head.weight[: self.config.codebook_size].t()  # (B', K)
+
     def _sample_chunk(self, condition, tokens, guided, scale, temperature, top_k, top_p, generator, use_cache):
         """condition (B,), tokens (B, p) → tokens (B, h*w), one forward pass per new token when cached."""
         if guided:  # rows [0, B) conditional, [B, 2B) with the null condition
             condition = torch.cat([condition, torch.full_like(condition, self.config.null_token)])
         double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
         context = torch.cat([condition[:, None], double(tokens)], dim=1)  # (B', 1 + p)
-        cache = DynamicCache(config=self.transformer.config) if use_cache else None
-        step_input = context
+        # A preallocated cache: no per-step reallocation of the keys and values.
+        cache = StaticCache(config=self.transformer.config, max_cache_len=self.config.sequence_length) if use_cache else None
+        step_input, position = context, 0
         while tokens.shape[1] < self.config.sequence_length:
-            out = self.transformer(input_ids=step_input, past_key_values=cache, use_cache=use_cache)
-            logits = out.logits[:, -1, : self.config.codebook_size]  # (B', K)
+            logits = self._next_code_logits(step_input, cache, position)
             if guided:
                 logits = guide(logits, scale)
             new = pick_tokens(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
             tokens = torch.cat([tokens, new], dim=1)
+            position += step_input.shape[1]
             context = torch.cat([context, double(new)], dim=1)
             step_input = double(new) if use_cache else context
+            if not use_cache:
+                position = 0
         return tokens
 
     # --- files ----------------------------------------------------------------------------------------
