@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from .files import load_weights_strict, normalize_data_fields, read_prior_config, save_prior
+from .kv_cache import preallocated_cache
 from .sampling import (
     check_codes,
     check_labels,
@@ -176,8 +177,8 @@ class GPTPrior(nn.Module):
             condition = torch.cat([condition, torch.full_like(condition, self.config.null_token)])
         double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
         context = torch.cat([condition[:, None], double(tokens)], dim=1)  # (B', 1 + p)
-        # A preallocated cache: no per-step reallocation of the keys and values.
-        cache = StaticCache(config=self.transformer.config, max_cache_len=self.config.sequence_length) if use_cache else None
+        # Keys and values in preallocated buffers, attended over the filled positions only (kv_cache.py).
+        cache = preallocated_cache(self.config.num_layers, self.config.sequence_length) if use_cache else None
         step_input, position = context, 0
         while tokens.shape[1] < self.config.sequence_length:
             logits = self._next_code_logits(step_input, cache, position)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from prior import GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
+from prior.kv_cache import preallocated_cache
 from prior.sampling import guide, pick_tokens
 
 K, GRID, CLASSES = 16, (4, 5), 3
@@ -58,20 +59,31 @@ def test_pixelcnn_too_shallow_for_grid_is_refused():
 
 
 def test_gpt_cached_logits_equal_uncached():
+    """A prefill of 5 positions then one position per call through the preallocated cache = one full pass."""
     model = gpt()
     codes = torch.randint(0, K, (2, *GRID))
     labels = torch.tensor([0, -1])
     full = model(codes, labels).reshape(2, -1, K)
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.transformer.config)
+    cache = preallocated_cache(model.config.num_layers, model.config.sequence_length)
     inputs = torch.cat([model.condition_tokens(labels, 2, codes.device)[:, None], codes.reshape(2, -1)[:, :-1]], 1)
-    stepwise = []
     with torch.no_grad():
-        for t in range(inputs.shape[1]):
+        stepwise = [model.transformer(input_ids=inputs[:, :5], past_key_values=cache, use_cache=True).logits[:, :, :K]]
+        for t in range(5, inputs.shape[1]):
             out = model.transformer(input_ids=inputs[:, t : t + 1], past_key_values=cache, use_cache=True)
-            stepwise.append(out.logits[:, -1, :K])
-    assert torch.allclose(torch.stack(stepwise, 1), full, atol=1e-5)
+            stepwise.append(out.logits[:, -1:, :K])
+    assert cache.get_seq_length() == inputs.shape[1]
+    assert torch.allclose(torch.cat(stepwise, 1), full, atol=1e-5)
+
+
+def test_preallocated_cache_returns_the_filled_part_and_refuses_overflow():
+    cache = preallocated_cache(num_layers=1, max_length=4)
+    first, second = torch.randn(2, 3, 3, 8), torch.randn(2, 3, 1, 8)
+    cache.update(first, -first, 0)
+    keys, values = cache.update(second, -second, 0)
+    assert keys.shape == (2, 3, 4, 8) and torch.equal(keys, torch.cat([first, second], 2))
+    assert torch.equal(values, -keys)
+    with pytest.raises(ValueError, match="cannot take position 4"):
+        cache.update(second, second, 0)
 
 
 def reference_sample(model, n, labels, generator, scale=1.0, prefix=None, temperature=1.0, top_k=None, top_p=None):
