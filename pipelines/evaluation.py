@@ -95,7 +95,9 @@ def evaluate_generation(
         bar.update(n)
     bar.close()
     fake = np.concatenate(generated)
-    subset = min(kid_subset_size, len(fake), len(reference))
+    # Subsets of at most half the images: subsets of every image would all be the same set, and their
+    # spread (kid_std) would read 0 whatever the samples. The estimate is unbiased at any subset size.
+    subset = max(2, min(kid_subset_size, len(fake) // 2, len(reference) // 2))
     kid_mean, kid_std = kernel_inception_distance(reference, fake, subsets=100, subset_size=subset)
     return {
         "fid": frechet_distance(*feature_statistics(reference), *feature_statistics(fake)),

@@ -75,9 +75,9 @@ def prior_config(output_dir: Path, steps: int) -> TrainPriorConfig:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="outputs/demo")
-    parser.add_argument("--tokenizer_steps", type=int, default=500)
-    parser.add_argument("--prior_steps", type=int, default=1200)
-    parser.add_argument("--eval_images", type=int, default=200, help="held-out emoji for rFID and FID/KID")
+    parser.add_argument("--tokenizer_steps", type=int, default=400)
+    parser.add_argument("--prior_steps", type=int, default=900)
+    parser.add_argument("--eval_images", type=int, default=150, help="held-out emoji for rFID and FID/KID")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -151,6 +151,7 @@ def test_evaluate_generation_cli_caches_reference_features(tmp_path, monkeypatch
     first = evaluate.main(args)
     assert {"fid", "kid_mean", "kid_std", "num_images"} <= first.keys() and first["num_images"] == 4
     assert np.isfinite(first["fid"]) and first["fid"] >= 0
+    assert first["kid_std"] > 1e-9  # KID subsets differ from one another (not every image each time)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
 
     from pipelines import evaluation
