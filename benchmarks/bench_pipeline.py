@@ -95,14 +95,15 @@ def emoji(args, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer_steps", type=int, default=600)
-    parser.add_argument("--prior_steps", type=int, default=1500)
+    parser.add_argument("--prior_steps", type=int, default=800)
     parser.add_argument("--prior_size", default="small")
     parser.add_argument("--guidance_scale", type=float, default=3.0)
     parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--num_images", type=int, default=500, help="generated and reference images for FID/KID")
+    parser.add_argument("--num_images", type=int, default=300,
+                        help="Fashion-MNIST: generated and reference images for FID/KID (and rFID)")
     parser.add_argument("--speed_images", type=int, default=64)
     parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--emoji_images", type=int, default=200,
+    parser.add_argument("--emoji_images", type=int, default=150,
                         help="generated and held-out emoji for FID/KID (the test split has 401)")
     parser.add_argument("--skip_emoji", action="store_true")
     parser.add_argument("--emoji_from", default=None, help="a finished demo.py output folder to read instead of rerunning it")
