@@ -49,6 +49,13 @@ class PreallocatedLayer(DynamicLayer):
         self.filled = 0
         super().reset()
 
+    # DynamicLayer's beam-search and cropping helpers rebuild `keys` without the buffers: refuse them rather
+    # than return stale positions (GPTPrior.sample, the one user, needs none of them).
+    def _unsupported(self, *args, **kwargs):
+        raise NotImplementedError("PreallocatedLayer supports update/reset only (no crop, reorder or batch edits)")
+
+    crop = reorder_cache = batch_repeat_interleave = batch_select_indices = _unsupported
+
 
 def preallocated_cache(num_layers: int, max_length: int) -> Cache:
     """A transformers `Cache` of `num_layers` PreallocatedLayers holding up to `max_length` positions."""

@@ -84,6 +84,11 @@ def test_preallocated_cache_returns_the_filled_part_and_refuses_overflow():
     assert torch.equal(values, -keys)
     with pytest.raises(ValueError, match="cannot take position 4"):
         cache.update(second, second, 0)
+    with pytest.raises(NotImplementedError):
+        cache.crop(-1)
+    cache.reset()
+    keys, _ = cache.update(second, second, 0)
+    assert cache.get_seq_length() == 1 and torch.equal(keys, second)
 
 
 def reference_sample(model, n, labels, generator, scale=1.0, prefix=None, temperature=1.0, top_k=None, top_p=None):
