@@ -162,12 +162,12 @@ class GPTPrior(nn.Module):
             ))
         return torch.cat(chunks).reshape(batch_size, *self.config.grid_shape)
 
-    def _next_code_logits(self, input_ids: torch.Tensor, cache, position: int) -> torch.Tensor:
+    def _next_code_logits(self, input_ids: torch.Tensor, cache) -> torch.Tensor:
         """Logits over the K codes for the token after `input_ids` (B', t): runs the decoder stack and only the
-        code rows of the LM head at the last position (the class and null rows are never sampled)."""
-        cache_position = torch.arange(position, position + input_ids.shape[1], device=input_ids.device) if cache is not None else None
+        code rows of the LM head at the last position (the class and null rows are never sampled). Positions
+        continue from the cache's length (transformers reads it from `past_key_values`)."""
         hidden = self.transformer.model(
-            input_ids=input_ids, past_key_values=cache, use_cache=cache is not None, cache_position=cache_position
+            input_ids=input_ids, past_key_values=cache, use_cache=cache is not None
         ).last_hidden_state[:, -1]  # (B', D)
         return hidden @ self.transformer.lm_head.weight[: self.config.codebook_size].t()  # (B', K)
 
@@ -179,18 +179,15 @@ class GPTPrior(nn.Module):
         context = torch.cat([condition[:, None], double(tokens)], dim=1)  # (B', 1 + p)
         # Keys and values in preallocated buffers, attended over the filled positions only (kv_cache.py).
         cache = preallocated_cache(self.config.num_layers, self.config.sequence_length) if use_cache else None
-        step_input, position = context, 0
+        step_input = context
         while tokens.shape[1] < self.config.sequence_length:
-            logits = self._next_code_logits(step_input, cache, position)
+            logits = self._next_code_logits(step_input, cache)
             if guided:
                 logits = guide(logits, scale)
             new = pick_tokens(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
             tokens = torch.cat([tokens, new], dim=1)
-            position += step_input.shape[1]
             context = torch.cat([context, double(new)], dim=1)
             step_input = double(new) if use_cache else context
-            if not use_cache:
-                position = 0
         return tokens
 
     # --- files ----------------------------------------------------------------------------------------
