@@ -22,12 +22,12 @@ import torch
 
 from pipelines import ImageGenerationPipeline
 from pipelines.decoder import load_decoder
-from pipelines.evaluation import evaluate_generation
+from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
 from prior import GPTPrior
-from prior.training import TrainPriorConfig, train_prior
+from pipelines.training import train_prior
+from prior.training import TrainPriorConfig
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig
-from tokenizer.evaluation import evaluate_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

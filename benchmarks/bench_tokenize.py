@@ -30,7 +30,8 @@ from tokenizer import VQGAN, VQGANConfig
 from tokenizer.data import ImageDataConfig
 from tokenizer.losses import LossConfig
 from tokenizer.quantizer import QuantizerConfig
-from tokenizer.training import TrainTokenizerConfig, train_tokenizer
+from pipelines.training import train_tokenizer
+from tokenizer.training import TrainTokenizerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,10 +26,12 @@ from torch import nn
 
 from tokenizer import VQGAN, VQGANConfig
 from tokenizer.data import ImageDataConfig, build_image_dataset
-from tokenizer.evaluation import codec_throughput, evaluate_tokenizer
+from tokenizer.evaluation import codec_throughput
 from tokenizer.losses import LossConfig
 from tokenizer.quantizer import QuantizerConfig, QuantizerOutput, code_statistics
-from tokenizer.training import TrainTokenizerConfig, train_tokenizer
+from pipelines.evaluation import evaluate_tokenizer
+from pipelines.training import train_tokenizer
+from tokenizer.training import TrainTokenizerConfig
 
 
 class VectorQuantizeAdapter(nn.Module):

@@ -3,27 +3,25 @@
 Batches come straight from the memory-mapped codes (no DataLoader workers needed): step s of a run reads a
 fixed slice of a per-epoch permutation seeded by (seed + epoch), so a resumed run sees exactly the batches
 an uninterrupted one would. Class labels are dropped to the null class with probability `class_dropout`
-(decided by (seed, batch position)) so classifier-free guidance works at sampling time.
+(decided by (seed, batch position)) so classifier-free guidance works at sampling time. What every run shares
+with tokenizer training (the accelerator, checkpoints, trackers, metrics.jsonl and curves.png) comes in as a
+`run` (pipelines.training_run.TrainingRun; start a run with pipelines.train_prior), because this package may not
+import the other stage's code or the pipelines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
-import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
@@ -35,8 +33,8 @@ from .pixelcnn import PixelCNNPrior, PixelCNNPriorConfig
 
 PRIORS = {"gpt": (GPTPrior, GPTPriorConfig), "pixelcnn": (PixelCNNPrior, PixelCNNPriorConfig)}
 LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
-STATE_NAME = "training_state.json"
-EMA_NAME = "ema.safetensors"
+# curves.png panels: title -> metric names (pipelines.training_run draws them)
+CURVES = {"bits per token": ["bits_per_token", "val_bits_per_token"], "learning rate": ["lr"]}
 LN2 = math.log(2.0)
 
 
@@ -67,8 +65,10 @@ class TrainPriorConfig:
     sample_every: int = 1000  # needs a decoder (the script passes one when --tokenizer is given)
     checkpoint_every: int = 1000
     checkpoints_total_limit: int | None = 2
-    resume_from_checkpoint: str | None = None
+    resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
     max_nonfinite_steps: int = 5  # this many non-finite losses in a row stop the run
+    report_to: str = "none"  # experiment trackers: tensorboard, wandb, all, none
+    tokenizer: str | None = None  # the tokenizer that made the codes; the script loads it for sample grids
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -168,27 +168,20 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------
-
-
-def find_checkpoint(output_dir: str | Path, which: str) -> Path | None:
-    if which != "latest":
-        path = Path(which)
-        if not (path / STATE_NAME).is_file():
-            raise ValueError(f"resume_from_checkpoint={which!r}: expected a checkpoint folder containing {STATE_NAME}")
-        return path
-    root = Path(output_dir) / "checkpoints"
-    complete = [p for p in root.glob("checkpoint-*") if p.suffix != ".tmp" and (p / STATE_NAME).is_file()]
-    return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
 # --- the loop ---------------------------------------------------------------------------------------------
 
 
 class PriorTrainer:
-    def __init__(self, config: TrainPriorConfig, decoder: Decoder | None = None):
-        self.config = config
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False)
+    """Owns the prior, its optimiser and batch order; `train()` runs it to max_steps.
+
+    run: the shared run machinery (pipelines.training_run.TrainingRun): accelerator, checkpoints, logs.
+    """
+
+    curves = CURVES
+
+    def __init__(self, config: TrainPriorConfig, run, decoder: Decoder | None = None):
+        self.config, self.run = config, run
+        self.accelerator = run.accelerator
         set_seed(config.seed)
         c = config
         self.train_codes = CodesDataset(c.codes_dir, "train", c.validation_fraction, c.seed, include_flipped=c.include_flipped)
@@ -206,7 +199,7 @@ class PriorTrainer:
             self.ema.to(self.accelerator.device)
         self.batches = SeededBatches(self.train_codes, c.batch_size, c.seed, self.accelerator.num_processes, self.accelerator.process_index)
         self.state = {"step": 0, "batches_seen": 0, "nonfinite_skipped": 0}
-        self.output_dir = Path(c.output_dir)
+        self.output_dir = run.output_dir
 
     @property
     def raw_model(self) -> nn.Module:
@@ -285,53 +278,21 @@ class PriorTrainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(images, path, nrow=8, normalize=True, value_range=(-1, 1))
 
-    def save_checkpoint(self) -> Path:
-        acc, step = self.accelerator, self.state["step"]
-        final = self.output_dir / "checkpoints" / f"checkpoint-{step}"
-        tmp = final.with_suffix(".tmp")
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        if acc.is_main_process:
-            if self.ema is not None:
-                save_file({k: v.contiguous() for k, v in self.ema.state_dict().items()}, str(tmp / EMA_NAME))
-            (tmp / STATE_NAME).write_text(json.dumps(self.state))
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)  # a checkpoint is whole or absent
-            self._prune()
-        acc.wait_for_everyone()
-        return final
+    def _extra_modules(self) -> dict[str, nn.Module]:
+        return {"ema": self.ema} if self.ema is not None else {}
 
-    def _prune(self) -> None:
-        limit = self.config.checkpoints_total_limit
-        if not limit:
-            return
-        done = sorted((p for p in (self.output_dir / "checkpoints").glob("checkpoint-*") if p.suffix != ".tmp"),
-                      key=lambda p: int(p.name.split("-")[1]))
-        for old in done[:-limit]:
-            shutil.rmtree(old, ignore_errors=True)
+    def save_checkpoint(self) -> None:
+        self.run.save_checkpoint(self.state["step"], dict(self.state), self._extra_modules())
 
     def resume(self) -> None:
-        which = self.config.resume_from_checkpoint
-        path = find_checkpoint(self.output_dir, which) if which else None
-        if which and path is None:
-            self.accelerator.print(f"no checkpoint under {self.output_dir / 'checkpoints'}; starting from step 0")
-        if path is None:
-            return
-        self.accelerator.load_state(str(path))
-        if self.ema is not None:
-            self.ema.load_state_dict(load_file(str(path / EMA_NAME)))
-        self.state = json.loads((path / STATE_NAME).read_text())
-        self.accelerator.print(f"resumed from {path} at step {self.state['step']}")
+        state = self.run.resume(self.config.resume_from_checkpoint, self._extra_modules())
+        if state is not None:
+            self.state = state
 
     def train(self) -> Path:
         c, acc = self.config, self.accelerator
         self.resume()
-        if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "train_config.json").write_text(json.dumps(c.to_dict(), indent=2) + "\n")
+        self.run.start()
         bar = tqdm(total=c.max_steps, initial=self.state["step"], desc=f"{c.prior} prior",
                    disable=not (c.progress and acc.is_main_process))
         in_a_row, started, first_step = 0, time.perf_counter(), self.state["step"]
@@ -344,7 +305,7 @@ class PriorTrainer:
                 if in_a_row >= c.max_nonfinite_steps:
                     raise RuntimeError(
                         f"the loss was not finite for {in_a_row} steps in a row at step {self.state['step']}; "
-                        f"stopping. The last good checkpoint is {find_checkpoint(self.output_dir, 'latest')}"
+                        f"stopping. The last good checkpoint is {self.run.find_checkpoint('latest')}"
                     )
                 continue
             in_a_row = 0
@@ -357,25 +318,18 @@ class PriorTrainer:
             if step % c.log_every == 0 or "val_bits_per_token" in logs:
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 tokens = (step - first_step) * c.batch_size * c.gradient_accumulation_steps * acc.num_processes
-                logs.update(step=step, nonfinite_skipped=self.state["nonfinite_skipped"],
+                logs.update(nonfinite_skipped=self.state["nonfinite_skipped"],
                             tokens_per_s=tokens * math.prod(self.train_codes.grid_shape) / elapsed)
-                if acc.is_main_process:
-                    with (self.output_dir / "metrics.jsonl").open("a") as f:
-                        f.write(json.dumps(logs) + "\n")
+                self.run.log(logs, step)
             if step % c.sample_every == 0 or step == c.max_steps:
                 self.save_samples(step)
             if step % c.checkpoint_every == 0 or step == c.max_steps:
                 self.save_checkpoint()
         bar.close()
+        self.run.finish()
         acc.wait_for_everyone()
         if acc.is_main_process:
             (self.ema.module if self.ema is not None else self.raw_model).save_pretrained(self.output_dir)
         acc.wait_for_everyone()
         return self.output_dir
 
-
-def train_prior(config: TrainPriorConfig, decoder: Decoder | None = None) -> Path:
-    """Train a GPT or PixelCNN prior on a codes folder; saves config.json + model.safetensors in output_dir."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
-        return PriorTrainer(config, decoder).train()

@@ -22,18 +22,20 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from pipelines import ImageGenerationPipeline
-from pipelines.evaluation import evaluate_generation
+from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
+from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
 from pipelines.decoder import load_decoder
 from prior import GPTPrior
-from prior.training import TrainPriorConfig, train_prior
+from pipelines.training import train_prior
+from prior.training import TrainPriorConfig
 from tokenizer import VQGAN, VQGANConfig
 from tokenizer.data import ImageDataConfig, build_image_dataset
 from tokenizer.discriminator import DiscriminatorConfig
-from tokenizer.evaluation import evaluate_tokenizer, save_reconstruction_grid
+from tokenizer.evaluation import save_reconstruction_grid
 from tokenizer.losses import LossConfig
 from tokenizer.quantizer import QuantizerConfig
-from tokenizer.training import TrainTokenizerConfig, train_tokenizer
+from pipelines.training import train_tokenizer
+from tokenizer.training import TrainTokenizerConfig
 
 
 def tokenizer_config(output_dir: Path, steps: int) -> TrainTokenizerConfig:
@@ -53,15 +55,9 @@ def tokenizer_config(output_dir: Path, steps: int) -> TrainTokenizerConfig:
     )
 
 
-def tokenize(tokenizer_dir: Path, codes_dir: Path, max_images: int | None) -> None:
-    import subprocess
-    import sys
-
-    command = [sys.executable, str(Path(__file__).with_name("tokenize_dataset.py")), "--tokenizer", str(tokenizer_dir),
-               "--dataset", "emoji", "--split", "train", "--output_dir", str(codes_dir), "--flip", "--num_workers", "1"]
-    if max_images:
-        command += ["--max_images", str(max_images)]
-    subprocess.run(command, check=True)
+def tokenize_config(codes_dir: Path, max_images: int | None) -> TokenizeDatasetConfig:
+    return TokenizeDatasetConfig(dataset="emoji", split="train", output_dir=str(codes_dir), max_images=max_images,
+                                 flip=True, num_workers=1)
 
 
 def prior_config(output_dir: Path, steps: int) -> TrainPriorConfig:
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     tokenizer_dir = train_tokenizer(tokenizer_config(output, args.tokenizer_steps))
     lap("train_tokenizer_s")
-    tokenize(tokenizer_dir, output / "codes", 64 if args.quick else None)
+    tokenize_dataset(tokenizer_dir, tokenize_config(output / "codes", 64 if args.quick else None))
     lap("tokenize_s")
     prior_dir = train_prior(prior_config(output, args.prior_steps), load_decoder(tokenizer_dir))
     lap("train_prior_s")

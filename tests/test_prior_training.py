@@ -13,7 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from prior import CodesDataset, GPTPrior, PixelCNNPrior
-from prior.training import Decoder, PriorTrainer, TrainPriorConfig, find_checkpoint, train_prior
+from pipelines.training import train_prior
+from pipelines.training_run import find_checkpoint
+from prior.training import Decoder, PriorTrainer, TrainPriorConfig
 from tests.test_index_files import make_codes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +87,7 @@ def test_resume_after_stop_equals_uninterrupted_run(codes_dir, reference_run, tm
 KILLABLE = """
 import sys, time
 from prior import training
+from pipelines.training import train_prior
 from tests.test_prior_training import tiny_config
 original = training.PriorTrainer.train_step
 def slow(self):
@@ -92,7 +95,7 @@ def slow(self):
         time.sleep(2.0)
     return original(self)
 training.PriorTrainer.train_step = slow
-training.train_prior(tiny_config(sys.argv[1], sys.argv[2]))
+train_prior(tiny_config(sys.argv[1], sys.argv[2]))
 """
 
 
@@ -124,12 +127,12 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(codes_dir, tmp_path, mon
 
     monkeypatch.setattr(training, "prior_loss", flaky)
     config = tiny_config(codes_dir, tmp_path, max_steps=50, max_nonfinite_steps=3, eval_every=100)
-    with pytest.raises(RuntimeError, match="not finite for 3 steps in a row at step 3.*checkpoint-2"):
+    with pytest.raises(RuntimeError, match="not finite for 3 steps in a row at step 3.*checkpoint_2"):
         train_prior(config)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["nonfinite_skipped"] == 1  # the single bad step was skipped and counted
     good = find_checkpoint(tmp_path, "latest")
-    assert good.name == "checkpoint-2" and (good / "model.safetensors").is_file()
+    assert good.name == "checkpoint_2" and (good / "model.safetensors").is_file()
 
 
 def test_codes_at_or_above_the_vocabulary_fail_before_training(codes_dir, tmp_path):

@@ -17,7 +17,9 @@ from tokenizer.data import ImageDataConfig
 from tokenizer.discriminator import DiscriminatorConfig
 from tokenizer.losses import LossConfig
 from tokenizer.quantizer import QuantizerConfig
-from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig, find_checkpoint, train_tokenizer
+from pipelines.training import train_tokenizer
+from pipelines.training_run import find_checkpoint
+from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +56,7 @@ def tiny_train_config(data: Path, output: Path, **overrides) -> TrainTokenizerCo
         warmup_steps=1,
         ema_decay=0.9,
         log_every=1,
+        num_workers=0,
         image_every=2,
         checkpoint_every=2,
         progress=False,
@@ -103,7 +106,7 @@ def test_resume_after_stop_equals_uninterrupted_run(image_folder, reference_run,
     original_step = TokenizerTrainer.train_step
 
     def stop_at_step_3(self, batches):
-        if self.progress.step == 2:  # checkpoint-2 was written; the run "stops" here
+        if self.progress.step == 2:  # checkpoint_2 was written; the run "stops" here
             raise KeyboardInterrupt
         return original_step(self, batches)
 
@@ -111,7 +114,7 @@ def test_resume_after_stop_equals_uninterrupted_run(image_folder, reference_run,
     with pytest.raises(KeyboardInterrupt):
         train_tokenizer(tiny_train_config(image_folder, resumed))
     monkeypatch.setattr(TokenizerTrainer, "train_step", original_step)
-    assert find_checkpoint(resumed, "latest").name == "checkpoint-2"
+    assert find_checkpoint(resumed, "latest").name == "checkpoint_2"
 
     train_tokenizer(tiny_train_config(image_folder, resumed, resume_from_checkpoint="latest"))
     assert_same_weights(all_weights(reference_run), all_weights(resumed))
@@ -120,6 +123,7 @@ def test_resume_after_stop_equals_uninterrupted_run(image_folder, reference_run,
 KILLABLE_RUN = """
 import json, sys, time
 from tokenizer import training
+from pipelines.training import train_tokenizer
 from tests.test_training import tiny_train_config
 original = training.TokenizerTrainer.train_step
 def slow_step(self, batches):
@@ -127,7 +131,7 @@ def slow_step(self, batches):
         time.sleep(2.0)  # leave time for the kill; the maths is unchanged
     return original(self, batches)
 training.TokenizerTrainer.train_step = slow_step
-training.train_tokenizer(tiny_train_config(sys.argv[1], sys.argv[2]))
+train_tokenizer(tiny_train_config(sys.argv[1], sys.argv[2]))
 """
 
 
@@ -151,14 +155,45 @@ def test_resume_after_sigkill_equals_uninterrupted_run(image_folder, reference_r
     assert_same_weights(all_weights(reference_run), all_weights(killed))
 
 
-def test_unfinished_checkpoint_is_ignored(tmp_path):
-    (tmp_path / "checkpoints" / "checkpoint-4.tmp").mkdir(parents=True)
-    done = tmp_path / "checkpoints" / "checkpoint-2"
-    done.mkdir()
-    (done / "training_state.json").write_text("{}")
-    assert find_checkpoint(tmp_path, "latest") == done
-    with pytest.raises(ValueError, match="checkpoint-4.tmp"):
-        find_checkpoint(tmp_path, str(tmp_path / "checkpoints" / "checkpoint-4.tmp"))
+def test_run_killed_while_writing_a_checkpoint_resumes_from_the_last_whole_one(
+    image_folder, reference_run, tmp_path, monkeypatch
+):
+    """accelerate has written checkpoint_4's files but the run dies before marking it complete: the resume must
+    ignore (and delete) that half checkpoint, continue from checkpoint_2, and end bit-equal to the reference."""
+    from pipelines.training_run import TrainingRun
+
+    original = TrainingRun._mark_complete
+
+    def die_at_step_4(path, state):
+        if state["step"] == 4:
+            raise KeyboardInterrupt  # killed after save_state, before the marker
+        original(path, state)
+
+    monkeypatch.setattr(TrainingRun, "_mark_complete", staticmethod(die_at_step_4))
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_tokenizer(tiny_train_config(image_folder, run))
+    monkeypatch.setattr(TrainingRun, "_mark_complete", staticmethod(original))
+    half = run / "checkpoints" / "checkpoint_4"
+    assert (half / "model.safetensors").is_file() and not (half / "training_state.json").exists()
+    assert find_checkpoint(run, "latest").name == "checkpoint_2"
+    with pytest.raises(ValueError, match="checkpoint_4"):
+        find_checkpoint(run, str(half))
+
+    train_tokenizer(tiny_train_config(image_folder, run, resume_from_checkpoint="latest"))
+    assert_same_weights(all_weights(reference_run), all_weights(run))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint_4", "checkpoint_5"]  # limit 2
+
+
+def test_new_run_into_a_folder_with_checkpoints_is_refused(image_folder, reference_run):
+    with pytest.raises(ValueError, match="already holds checkpoints.*resume_from_checkpoint"):
+        train_tokenizer(tiny_train_config(image_folder, reference_run))
+
+
+def test_run_writes_curves_and_config_that_reloads(reference_run):
+    assert (reference_run / "curves.png").stat().st_size > 1000
+    written = json.loads((reference_run / "train_config.json").read_text())
+    assert written["report_to"] == "none" and written["model"]["quantizer"]["codebook_size"] == 16
 
 
 def test_cli_runs_two_steps_in_process(image_folder, tmp_path):

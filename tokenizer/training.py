@@ -1,28 +1,24 @@
-"""The VQ-GAN training loop on accelerate, as a library function a test can run for two steps.
+"""The VQ-GAN training loop, as a library function a test can run for two steps.
 
 Each optimiser step: gradient-accumulated generator step (reconstruction + perceptual + quantiser + adaptive
-GAN term), then, once the GAN is on, the discriminator step. Checkpoints are accelerate `save_state`
-folders (models as safetensors, optimisers/schedulers/RNG loaded with weights_only) plus our own
-`training_state.json` and `ema.safetensors`; they are written under a temporary name and renamed when
-complete, so a killed run never leaves a checkpoint that reads as valid.
+GAN term), then, once the GAN is on, the discriminator step. What every run shares with prior training (the
+accelerator, checkpoints, trackers, metrics.jsonl and curves.png) comes in as a `run`
+(pipelines.training_run.TrainingRun; start a run with pipelines.train_tokenizer), because this package may not
+import the other stage's code or the pipelines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -30,15 +26,21 @@ from transformers import get_scheduler
 from .batching import ResumableBatches, random_flip
 from .data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
 from .discriminator import DiscriminatorConfig, PatchDiscriminator
-from .ema import WeightEMA
 from .evaluation import save_reconstruction_grid
 from .losses import LossConfig, VQGANLoss
 from .vqgan import VQGAN, VQGANConfig
 
 LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 MIXED_PRECISION = ("no", "fp16", "bf16")
-STATE_NAME = "training_state.json"
-EMA_NAME = "ema.safetensors"
+# curves.png panels: title -> metric names (pipelines.training_run draws them)
+CURVES = {
+    "losses": ["loss", "pixel_loss", "perceptual_loss", "quantizer_loss", "gan_loss", "disc_loss"],
+    "PSNR (dB)": ["psnr"],
+    "codebook usage": ["codebook_usage"],
+    "codebook perplexity": ["perplexity"],
+    "adaptive GAN weight": ["adaptive_weight"],
+    "learning rate": ["lr"],
+}
 
 
 @dataclass
@@ -61,12 +63,13 @@ class TrainTokenizerConfig:
     mixed_precision: str = "no"
     ema_decay: float = 0.0  # EMA of weights; 0 = off. With EMA on, the saved model holds the EMA weights.
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = 2
     log_every: int = 10
     image_every: int = 500
     checkpoint_every: int = 1000
     checkpoints_total_limit: int | None = 2
     resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
+    report_to: str = "none"  # experiment trackers: tensorboard, wandb, all, none
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -99,63 +102,6 @@ class TrainingProgress:
     step: int = 0
     batches_seen: int = 0
     skipped: dict = field(default_factory=lambda: {"count": 0, "examples": []})  # SkipCounter state
-
-
-# --- checkpoints ------------------------------------------------------------------------------------------
-
-
-def checkpoint_dir(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
-
-
-def find_checkpoint(output_dir: str | Path, which: str) -> Path | None:
-    """Resolve `which` ("latest" or a path) to a complete checkpoint folder; None when "latest" finds none."""
-    if which != "latest":
-        path = Path(which)
-        if not (path / STATE_NAME).is_file():
-            raise ValueError(f"resume_from_checkpoint={which!r}: expected a checkpoint folder containing {STATE_NAME}")
-        return path
-    complete = [p for p in checkpoint_dir(output_dir).glob("checkpoint-*") if p.suffix != ".tmp" and (p / STATE_NAME).is_file()]
-    return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: str, progress: TrainingProgress, ema: WeightEMA | None, limit: int | None) -> Path:
-    final = checkpoint_dir(output_dir) / f"checkpoint-{progress.step}"
-    tmp = final.with_suffix(".tmp")
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    if accelerator.is_main_process:
-        if ema is not None:
-            save_file(ema.state_dict(), str(tmp / EMA_NAME))
-        (tmp / STATE_NAME).write_text(json.dumps(dataclasses.asdict(progress), indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)  # atomic: a checkpoint is either whole or absent
-        _prune_checkpoints(output_dir, limit)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _prune_checkpoints(output_dir: str, limit: int | None) -> None:
-    if not limit:
-        return
-    done = sorted(
-        (p for p in checkpoint_dir(output_dir).glob("checkpoint-*") if p.suffix != ".tmp"),
-        key=lambda p: int(p.name.split("-")[1]),
-    )
-    for old in done[:-limit]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(accelerator: Accelerator, path: Path, ema: WeightEMA | None) -> TrainingProgress:
-    accelerator.load_state(str(path))
-    if ema is not None:
-        if not (path / EMA_NAME).is_file():
-            raise ValueError(f"{path} has no {EMA_NAME}, but this run keeps an EMA of weights (ema_decay > 0)")
-        ema.load_state_dict(load_file(str(path / EMA_NAME)))
-    return TrainingProgress(**json.loads((path / STATE_NAME).read_text()))
 
 
 # --- one optimiser step -----------------------------------------------------------------------------------
@@ -216,22 +162,29 @@ def _merge(logs: list[dict[str, float]]) -> dict[str, float]:
 
 
 class TokenizerTrainer:
-    """Owns the models, optimisers and data order of one run; `train()` runs it to max_steps."""
+    """Owns the models, optimisers and data order of one run; `train()` runs it to max_steps.
 
-    def __init__(self, config: TrainTokenizerConfig, model: VQGAN | None = None):
-        self.config = config
-        # Schedulers step once per optimiser step (not once per process), so multi-process runs follow
-        # the same LR curve as single-process ones.
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False)
+    run: the shared run machinery (pipelines.training_run.TrainingRun): accelerator, checkpoints, logs.
+    """
+
+    curves = CURVES
+
+    def __init__(self, config: TrainTokenizerConfig, run, model: VQGAN | None = None):
+        self.config, self.run = config, run
+        self.accelerator = run.accelerator
         set_seed(config.seed)
-        self.output_dir = Path(config.output_dir)
+        self.output_dir = run.output_dir
         self.dataset = build_image_dataset(dataclasses.replace(config.data, random_flip=False))
         self.model = model if model is not None else VQGAN(config.model)
         self.loss_fn = VQGANLoss(config.loss).to(self.accelerator.device)
         use_gan = config.loss.gan_weight > 0
         self.discriminator = PatchDiscriminator(config.discriminator) if use_gan else None
-        self.ema = WeightEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        # EMA of weights and buffers (the EMA codebook is a buffer): torch's AveragedModel, kept on the raw model.
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+                    if config.ema_decay > 0 else None)
         self._build_optimizers()
+        if self.ema is not None:
+            self.ema.to(self.accelerator.device)
         self.progress = TrainingProgress()
         self.skips = SkipCounter()
 
@@ -261,17 +214,18 @@ class TokenizerTrainer:
     def raw_model(self) -> VQGAN:
         return self.accelerator.unwrap_model(self.model)
 
+    def _extra_modules(self) -> dict[str, nn.Module]:
+        return {"ema": self.ema} if self.ema is not None else {}
+
     def _resume(self) -> None:
-        which = self.config.resume_from_checkpoint
-        if not which:
-            return
-        path = find_checkpoint(self.output_dir, which)
-        if path is None:
-            self.accelerator.print(f"no checkpoint under {checkpoint_dir(self.output_dir)}; starting from step 0")
-            return
-        self.progress = load_checkpoint(self.accelerator, path, self.ema)
-        self.skips.load_state_dict(self.progress.skipped)
-        self.accelerator.print(f"resumed from {path} at step {self.progress.step}")
+        state = self.run.resume(self.config.resume_from_checkpoint, self._extra_modules())
+        if state is not None:
+            self.progress = TrainingProgress(**state)
+            self.skips.load_state_dict(self.progress.skipped)
+
+    def save_checkpoint(self) -> None:
+        self.progress.skipped = self.skips.state_dict()
+        self.run.save_checkpoint(self.progress.step, dataclasses.asdict(self.progress), self._extra_modules())
 
     def _next_images(self, batches) -> torch.Tensor:
         """Next micro-batch with at least one readable image, flipped if asked, on the device."""
@@ -309,7 +263,7 @@ class TokenizerTrainer:
         elif self.discriminator is not None:
             self.sched_d.step()  # keep both schedules on the same clock
         if self.ema is not None:
-            self.ema.update(self.raw_model)
+            self.ema.update_parameters(self.raw_model)
         merged = _merge(logs)
         merged.update(psnr=sum(psnrs) / len(psnrs), lr=self.sched_g.get_last_lr()[0])
         merged.update(self.raw_model.quantizer.window_stats())
@@ -329,12 +283,9 @@ class TokenizerTrainer:
             position=self.progress.batches_seen,
         )
         batches = iter(self.batch_iter)
-        if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "train_config.json").write_text(json.dumps(c.to_dict(), indent=2) + "\n")
+        self.run.start()
         preview = self._preview_images()
         bar = tqdm(total=c.max_steps, initial=self.progress.step, disable=not (c.progress and acc.is_main_process), desc="tokenizer")
-        metrics_path = self.output_dir / "metrics.jsonl"
         started, started_step = time.perf_counter(), self.progress.step
         while self.progress.step < c.max_steps:
             self.model.train()
@@ -345,19 +296,17 @@ class TokenizerTrainer:
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.3f}", psnr=f"{logs['psnr']:.2f}", usage=f"{logs['codebook_usage']:.2f}")
             if step % c.log_every == 0 or step == c.max_steps:
-                logs.update(step=step, skipped_images=self.skips.count,
+                logs.update(skipped_images=self.skips.count,
                             steps_per_s=(step - started_step) / max(time.perf_counter() - started, 1e-9))
-                if acc.is_main_process:
-                    with metrics_path.open("a") as f:
-                        f.write(json.dumps(logs) + "\n")
+                self.run.log(logs, step)
             if step % c.image_every == 0 or step == c.max_steps:
                 self._save_reconstructions(preview, step)
             if step % c.checkpoint_every == 0 or step == c.max_steps:
-                self.progress.skipped = self.skips.state_dict()
-                save_checkpoint(acc, str(self.output_dir), self.progress, self.ema, c.checkpoints_total_limit)
+                self.save_checkpoint()
         bar.close()
         if self.skips.count:
             acc.print(self.skips.summary())
+        self.run.finish()
         return self._save_final()
 
     def _preview_images(self, count: int = 8) -> torch.Tensor:
@@ -376,23 +325,10 @@ class TokenizerTrainer:
             save_reconstruction_grid(self.raw_model, images, self.output_dir / "images" / f"reconstructions_{step:07d}.png")
 
     def _save_final(self) -> Path:
+        """config.json + model.safetensors in output_dir: the EMA weights when the run keeps them."""
         acc = self.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
-            model = self.raw_model
-            if self.ema is not None:
-                final = VQGAN(model.config)
-                self.ema.copy_to(final)
-                final.save_pretrained(self.output_dir)
-            else:
-                model.save_pretrained(self.output_dir)
+            (self.ema.module if self.ema is not None else self.raw_model).save_pretrained(self.output_dir)
         acc.wait_for_everyone()
         return self.output_dir
-
-
-def train_tokenizer(config: TrainTokenizerConfig, model: VQGAN | None = None) -> Path:
-    """Train a VQ-GAN tokenizer and save it (config.json + model.safetensors) into `config.output_dir`."""
-    with warnings.catch_warnings():
-        # accelerate wraps optimizer.step, which hides the call from the scheduler's order check: benign.
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
-        return TokenizerTrainer(config, model).train()

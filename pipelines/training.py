@@ -1,0 +1,29 @@
+"""Start a training run of either stage: the stage's own loop (tokenizer.training, prior.training) on the
+shared run machinery (pipelines.training_run). Scripts, the demo, benchmarks and tests all start runs here."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from prior.training import Decoder, PriorTrainer, TrainPriorConfig
+from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig
+from tokenizer.vqgan import VQGAN
+
+from .training_run import TrainingRun
+
+
+def train_tokenizer(config: TrainTokenizerConfig, model: VQGAN | None = None) -> Path:
+    """Train a VQ-GAN tokenizer; saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        run = TrainingRun(config, TokenizerTrainer.curves, project_name="tokenizer")
+        return TokenizerTrainer(config, run, model).train()
+
+
+def train_prior(config: TrainPriorConfig, decoder: Decoder | None = None) -> Path:
+    """Train a GPT or PixelCNN prior on a codes folder; saves config.json + model.safetensors in output_dir."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        run = TrainingRun(config, PriorTrainer.curves, project_name=f"{config.prior} prior")
+        return PriorTrainer(config, run, decoder).train()

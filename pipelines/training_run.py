@@ -1,0 +1,222 @@
+"""What every training run needs beyond its own loop, shared by the tokenizer and the prior trainers.
+
+- The `Accelerator`, with accelerate's project configuration: checkpoints go to
+  `<output_dir>/checkpoints/checkpoint_<step>` (automatic naming) and the oldest beyond `total_limit` are removed.
+- Checkpoints that are whole or ignored. `save_state` writes models, optimisers, schedulers, grad scaler and RNG
+  states; the run then writes its extra modules (EMA weights) as safetensors and, last, `training_state.json`
+  (the loop's position) through a temporary name. That file marks a checkpoint complete: resuming takes the newest
+  checkpoint that has it and deletes the others, so a run killed while writing a checkpoint never resumes from
+  half of one. (accelerate's `register_for_checkpointing` is not used because its loader unpickles with
+  `weights_only=False`; nothing here is loaded through pickle.)
+- Experiment trackers (`report_to`: tensorboard, wandb, all, none) through accelerate, plus `metrics.jsonl` and
+  `curves.png` beside it, redrawn while the run trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, is_tensorboard_available, is_wandb_available
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from .curves import plot_curves
+
+REPORT_TO = ("none", "tensorboard", "wandb", "all")
+STATE_NAME = "training_state.json"
+METRICS_NAME = "metrics.jsonl"
+CURVES_NAME = "curves.png"
+CONFIG_NAME = "train_config.json"
+CHECKPOINT_PATTERN = re.compile(r"checkpoint_(\d+)")
+_TRACKER_PACKAGES = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
+
+
+def check_run_settings(report_to: str, checkpoints_total_limit: int | None) -> None:
+    """The checks the training configs share; raises ValueError naming the bad value."""
+    if report_to not in REPORT_TO:
+        raise ValueError(f"report_to={report_to!r}: expected one of {list(REPORT_TO)}")
+    if checkpoints_total_limit is not None and checkpoints_total_limit < 2:
+        # accelerate removes the oldest checkpoint before writing the next one: with a limit of 1, a run killed
+        # while saving would be left with no complete checkpoint at all.
+        raise ValueError(f"checkpoints_total_limit={checkpoints_total_limit}: expected at least 2, or None to keep all")
+
+
+def _trackers(report_to: str) -> list[str]:
+    """Tracker names for accelerate's `log_with`; a named tracker whose package is missing is an error."""
+    if report_to == "none":
+        return []
+    if report_to == "all":
+        return [name for name, available in _TRACKER_PACKAGES.items() if available()]
+    if not _TRACKER_PACKAGES[report_to]():
+        raise ValueError(f"report_to={report_to!r}, but the {report_to} package is not installed: "
+                         f"pip install 'tessera[tracking]' (or pip install {report_to})")
+    return [report_to]
+
+
+def _flat(config: Mapping, prefix: str = "") -> dict:
+    """Nested config → flat {"model.quantizer.codebook_size": 1024, ...} of scalars, as trackers want it."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+def find_checkpoint(output_dir: str | Path, which: str) -> Path | None:
+    """`which` ("latest" or a folder) → a complete checkpoint of the run in `output_dir`; None when "latest"
+    finds none."""
+    if which != "latest":
+        path = Path(which)
+        if not (path / STATE_NAME).is_file():
+            raise ValueError(f"resume_from_checkpoint={which!r}: expected a complete checkpoint folder "
+                             f"containing {STATE_NAME}")
+        return path
+    complete = [p for p in (Path(output_dir) / "checkpoints").glob("checkpoint_*") if (p / STATE_NAME).is_file()]
+    return max(complete, key=checkpoint_step, default=None)
+
+
+def checkpoint_step(path: Path) -> int:
+    match = CHECKPOINT_PATTERN.fullmatch(path.name)
+    return int(match.group(1)) if match else -1
+
+
+class TrainingRun:
+    """The accelerator, logs and checkpoints of one run in `output_dir`.
+
+    curves: panel title → metric names drawn in that panel of curves.png (names absent from the logs are skipped).
+    """
+
+    def __init__(self, config, curves: Mapping[str, list[str]], project_name: str, curves_every_s: float = 30.0):
+        check_run_settings(config.report_to, config.checkpoints_total_limit)
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.curves, self.curves_every_s, self._curves_at = dict(curves), curves_every_s, 0.0
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision,
+            # Schedulers step once per optimiser step (not once per process), so multi-process runs follow the
+            # same LR curve as single-process ones.
+            step_scheduler_with_optimizer=False,
+            log_with=_trackers(config.report_to) or None,
+            project_config=ProjectConfiguration(
+                project_dir=str(self.output_dir),
+                logging_dir=str(self.output_dir / "logs"),
+                automatic_checkpoint_naming=True,
+                total_limit=config.checkpoints_total_limit,
+            ),
+        )
+        self.project_name = project_name
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+    # --- start and end -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Write train_config.json and start the trackers (after any resume, before the first step)."""
+        settings = dataclasses.asdict(self.config)
+        if self.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n")
+        if self.accelerator.log_with:
+            self.accelerator.init_trackers(self.project_name, config=_flat(settings))
+
+    def finish(self) -> None:
+        self._draw_curves()
+        self.accelerator.end_training()
+
+    # --- logs --------------------------------------------------------------------------------------------
+
+    def log(self, logs: dict, step: int) -> None:
+        """One record: appended to metrics.jsonl, sent to the trackers, and curves.png redrawn now and then."""
+        if not self.is_main_process:
+            return
+        record = {"step": step, **{k: v for k, v in logs.items() if k != "step"}}
+        with (self.output_dir / METRICS_NAME).open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.accelerator.log_with:
+            self.accelerator.log({k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
+        if time.monotonic() - self._curves_at >= self.curves_every_s:
+            self._draw_curves()
+
+    def records(self) -> list[dict]:
+        path = self.output_dir / METRICS_NAME
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+    def _draw_curves(self) -> None:
+        if self.is_main_process and (records := self.records()):
+            plot_curves(records, self.curves, self.output_dir / CURVES_NAME, title=self.project_name)
+            self._curves_at = time.monotonic()
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+
+    def save_checkpoint(self, step: int, state: dict, modules: Mapping[str, nn.Module] | None = None) -> Path:
+        """accelerate's save_state into checkpoints/checkpoint_<step>, then each extra module as
+        `<name>.safetensors`, then `state` as training_state.json, which marks the checkpoint complete."""
+        acc = self.accelerator
+        self.accelerator.project_configuration.iteration = step  # the folder is named by step, not by save count
+        acc.save_state()
+        path = self.checkpoint_root / f"checkpoint_{step}"
+        if self.is_main_process:
+            for name, module in (modules or {}).items():
+                save_model(module, str(path / f"{name}.safetensors"))
+            self._mark_complete(path, state)
+            self._draw_curves()
+        acc.wait_for_everyone()
+        return path
+
+    @staticmethod
+    def _mark_complete(path: Path, state: dict) -> None:
+        tmp = path / (STATE_NAME + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, path / STATE_NAME)  # atomic: the marker is either whole or absent
+
+    def find_checkpoint(self, which: str) -> Path | None:
+        return find_checkpoint(self.output_dir, which)
+
+    def resume(self, which: str | None, modules: Mapping[str, nn.Module] | None = None) -> dict | None:
+        """Load a checkpoint into the prepared objects and `modules`; returns its training state, or None when
+        there is nothing to resume. Incomplete checkpoints (a run killed mid-save) are deleted first."""
+        if self.is_main_process:
+            self._delete_incomplete()
+        self.accelerator.wait_for_everyone()
+        path = self.find_checkpoint(which) if which else None
+        if path is None:
+            if which:
+                self.accelerator.print(f"no complete checkpoint under {self.checkpoint_root}; starting from step 0")
+            elif any(self.checkpoint_root.glob("checkpoint_*")):
+                raise ValueError(f"{self.checkpoint_root} already holds checkpoints of an earlier run: pass "
+                                 "resume_from_checkpoint='latest' (--resume_from_checkpoint latest) to continue it, "
+                                 "or choose another output_dir")
+            return None
+        self.accelerator.load_state(str(path))
+        for name, module in (modules or {}).items():
+            file = path / f"{name}.safetensors"
+            if not file.is_file():
+                raise ValueError(f"{path} has no {file.name}, but this run keeps {name} weights: resume with the "
+                                 f"settings the checkpoint was written with")
+            load_model(module, str(file), strict=True, device=str(self.accelerator.device))
+        # The next automatic save continues the step numbering (and its total_limit pruning) from here.
+        self.accelerator.project_configuration.iteration = checkpoint_step(path) + 1
+        state = json.loads((path / STATE_NAME).read_text())
+        self.accelerator.print(f"resumed from {path} at step {state['step']}")
+        return state
+
+    def _delete_incomplete(self) -> None:
+        for path in self.checkpoint_root.glob("checkpoint_*"):
+            if not (path / STATE_NAME).is_file():
+                shutil.rmtree(path, ignore_errors=True)
