@@ -23,11 +23,10 @@ from pathlib import Path
 
 import torch
 
-from pipelines.evaluation import evaluate_generation
+from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
 from pipelines.generation import ImageGenerationPipeline
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig
-from tokenizer.evaluation import evaluate_tokenizer
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
