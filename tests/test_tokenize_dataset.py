@@ -1,4 +1,4 @@
-"""scripts/tokenize_dataset.py end to end on a tiny tokenizer: round trip, labels, flips, resume after a kill."""
+"""pipelines.tokenize_dataset on a tiny tokenizer: round trip, labels, flips, resume after a kill; its command line."""
 
 import json
 import os
@@ -8,49 +8,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from pipelines import TokenizeDatasetConfig, tokenize_dataset
 from prior import CodesDataset
-from tokenizer import VQGAN, VQGANConfig
+from tests.conftest import ROOT, run_script, start_script, tiny_vqgan, write_images
+from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
-from tokenizer.quantizer import QuantizerConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def tokenize(argv):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import tokenize_dataset
-    finally:
-        sys.path.pop(0)
-    return tokenize_dataset.main(argv)
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = VQGANConfig.with_downsample_factor(
-        4, resolution=16, channels=8, z_channels=8, quantizer=QuantizerConfig(codebook_size=64, code_dim=4)
-    )
-    path = tmp_path_factory.mktemp("tok")
-    VQGAN(config).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(0)
-    root = tmp_path_factory.mktemp("data") / "pictures"
-    for c, cls in enumerate(("ants", "bees", "cats")):
-        (root / cls).mkdir(parents=True)
-        for i in range(7):
-            pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
-            pixels[:, : 3 + 4 * c] = 0
-            Image.fromarray(pixels).save(root / cls / f"{i}.png")
+    """3 classes x 7 images + one corrupt file: 21 readable inputs, 5 shards of 5."""
+    root = write_images(tmp_path_factory.mktemp("data") / "pictures", 7, classes=("ants", "bees", "cats"))
     (root / "bees" / "3_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     return root
 
@@ -65,14 +36,14 @@ def expected_codes(tokenizer_dir, folder, flip=False):
     return codes, [it["label"] for it in items if "image" in it]
 
 
-def base_args(tokenizer_dir, folder, out):
-    return ["--tokenizer", str(tokenizer_dir), "--dataset", str(folder), "--output_dir", str(out),
-            "--batch_size", "4", "--shard_size", "5", "--num_workers", "0", "--no_progress"]
+def small_run(folder, out, **overrides) -> TokenizeDatasetConfig:
+    settings = dict(dataset=str(folder), output_dir=str(out), batch_size=4, shard_size=5, num_workers=0, progress=False)
+    return TokenizeDatasetConfig(**{**settings, **overrides})
 
 
 def test_round_trip_labels_and_skipped(tokenizer_dir, folder, tmp_path):
     out = tmp_path / "codes"
-    manifest = tokenize(base_args(tokenizer_dir, folder, out))
+    manifest = tokenize_dataset(tokenizer_dir, small_run(folder, out))
     codes, labels = expected_codes(tokenizer_dir, folder)
     ds = CodesDataset(out, tokenizer=VQGAN.from_pretrained(tokenizer_dir))
     assert len(ds) == 21 and manifest["count"] == 21
@@ -82,12 +53,21 @@ def test_round_trip_labels_and_skipped(tokenizer_dir, folder, tmp_path):
     assert manifest["dtype"] == "uint16" and manifest["grid_shapes"] == [[4, 4]]
     assert manifest["num_skipped"] == 1 and manifest["skipped"][0][0] == "bees/3_corrupt.png"
     assert len(manifest["shards"]) == 5 and manifest["source"]["dataset"] == str(folder)
+    assert manifest["tokenizer_dir"] == str(Path(tokenizer_dir).resolve())
     ds.verify()
+
+
+def test_a_model_object_gives_the_same_codes(tokenizer_dir, folder, tmp_path):
+    tokenize_dataset(tokenizer_dir, small_run(folder, tmp_path / "from_dir"))
+    manifest = tokenize_dataset(VQGAN.from_pretrained(tokenizer_dir), small_run(folder, tmp_path / "from_model"))
+    assert "tokenizer_dir" not in manifest  # nothing to record: the model came without a folder
+    for name in sorted(p.name for p in (tmp_path / "from_dir").glob("shard-*.npy")):
+        assert (tmp_path / "from_model" / name).read_bytes() == (tmp_path / "from_dir" / name).read_bytes(), name
 
 
 def test_flip_stores_mirrored_codes(tokenizer_dir, folder, tmp_path):
     out = tmp_path / "codes"
-    tokenize(base_args(tokenizer_dir, folder, out) + ["--flip"])
+    tokenize_dataset(tokenizer_dir, small_run(folder, out, flip=True))
     ds = CodesDataset(out, include_flipped=True)
     mirrored, _ = expected_codes(tokenizer_dir, folder, flip=True)
     assert len(ds) == 42
@@ -96,7 +76,7 @@ def test_flip_stores_mirrored_codes(tokenizer_dir, folder, tmp_path):
 
 def test_other_tokenizer_is_refused(tokenizer_dir, folder, tmp_path):
     out = tmp_path / "codes"
-    tokenize(base_args(tokenizer_dir, folder, out))
+    tokenize_dataset(tokenizer_dir, small_run(folder, out))
     other = VQGAN.from_pretrained(tokenizer_dir)
     with torch.no_grad():
         other.decoder.conv_out.bias.add_(0.1)
@@ -107,36 +87,61 @@ def test_other_tokenizer_is_refused(tokenizer_dir, folder, tmp_path):
 def test_hub_loader_path_with_imagefolder(tokenizer_dir, folder, tmp_path):
     """A Hugging Face dataset name goes through datasets.load_dataset (the imagefolder builder works offline)."""
     out = tmp_path / "codes"
-    args = base_args(tokenizer_dir, "imagefolder", out) + ["--data_dir", str(folder)]
-    manifest = tokenize(args)
+    manifest = tokenize_dataset(tokenizer_dir, small_run("imagefolder", out, data_dir=str(folder)))
     assert manifest["count"] == 21 and manifest["num_skipped"] == 1
     assert CodesDataset(out).class_names == ["ants", "bees", "cats"]
 
 
+@pytest.mark.parametrize("overrides, match", [
+    (dict(shard_size=0), "shard_size=0: expected a positive integer"),
+    (dict(batch_size=-1), "batch_size=-1: expected a positive integer"),
+    (dict(num_workers=-1), "num_workers=-1: expected an integer >= 0"),
+    (dict(resize_mode="stretch"), "resize_mode must be one of"),
+    (dict(max_images=0), "max_images must be None or >= 1"),
+    (dict(output_dir=""), "output_dir is empty"),
+])
+def test_bad_settings_are_value_errors(folder, tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        small_run(folder, tmp_path, **overrides)
+
+
+def test_bad_tokenizer_folder_fails_before_writing(folder, tmp_path):
+    tiny_vqgan().save_pretrained(tmp_path / "tok")
+    (tmp_path / "tok" / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="model.safetensors is missing"):
+        tokenize_dataset(tmp_path / "tok", small_run(folder, tmp_path / "codes"))
+    assert not (tmp_path / "codes").exists()
+
+
+def test_rerun_with_other_settings_is_refused(tokenizer_dir, folder, tmp_path):
+    tokenize_dataset(tokenizer_dir, small_run(folder, tmp_path))
+    with pytest.raises(ValueError, match=r"different settings \(flipped\)"):
+        tokenize_dataset(tokenizer_dir, small_run(folder, tmp_path, flip=True))
+
+
 KILLABLE = """
 import sys, time
-sys.path.insert(0, sys.argv[1] + "/scripts")
-import tokenize_dataset
-from tokenizer import encoding
-original = encoding.encode_range
+from pipelines import dataset_tokenizing
+from tests.test_tokenize_dataset import small_run
+original = dataset_tokenizing.encode_range
 calls = []
 def slow(*args, **kwargs):
     calls.append(1)
     if len(calls) > 1:
         time.sleep(3)  # the first shard is written at once; the kill lands during the second
     return original(*args, **kwargs)
-tokenize_dataset.encode_range = slow
-tokenize_dataset.main(sys.argv[2:])
+dataset_tokenizing.encode_range = slow
+dataset_tokenizing.tokenize_dataset(sys.argv[1], small_run(sys.argv[2], sys.argv[3]))
 """
 
 
-def test_resume_after_sigkill_gives_the_same_codes(tokenizer_dir, folder, tmp_path):
+def test_resume_after_sigkill_gives_the_same_codes(tokenizer_dir, folder, tmp_path, capsys):
     reference = tmp_path / "reference"
-    tokenize(base_args(tokenizer_dir, folder, reference))
+    tokenize_dataset(tokenizer_dir, small_run(folder, reference))
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILLABLE, str(ROOT), *base_args(tokenizer_dir, folder, killed)],
+        [sys.executable, "-c", KILLABLE, str(tokenizer_dir), str(folder), str(killed)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.time() + 120
@@ -151,7 +156,9 @@ def test_resume_after_sigkill_gives_the_same_codes(tokenizer_dir, folder, tmp_pa
         CodesDataset(killed)
     (killed / "shard-00001.codes.npy.tmp").write_bytes(b"half-written")  # as a kill mid-write leaves it
 
-    manifest = tokenize(base_args(tokenizer_dir, folder, killed))
+    capsys.readouterr()
+    manifest = tokenize_dataset(tokenizer_dir, small_run(folder, killed))
+    assert "resuming: 1 of 5 shards already complete" in capsys.readouterr().out
     assert manifest["count"] == 21
     for name in sorted(p.name for p in reference.glob("shard-*.npy")):
         assert (killed / name).read_bytes() == (reference / name).read_bytes(), name
@@ -159,7 +166,25 @@ def test_resume_after_sigkill_gives_the_same_codes(tokenizer_dir, folder, tmp_pa
     assert [s["files"] for s in manifest["shards"]] == [s["files"] for s in ref_manifest["shards"]]
 
 
-def test_help_explains_flags():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "tokenize_dataset.py"), "--help"],
-                            capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0 and "--shard_size" in result.stdout and "--flip" in result.stdout
+def test_command_line_run_summary_and_error_line(tokenizer_dir, folder, tmp_path):
+    """The script as a user runs it: a JSON summary line on success, one `error:` line for a bad rerun."""
+    out, earlier = tmp_path / "codes", tmp_path / "earlier"
+    tokenize_dataset(tokenizer_dir, small_run(folder, earlier))  # a run without --flip, refused below
+    args = ["--tokenizer", tokenizer_dir, "--dataset", folder, "--batch_size", "4", "--shard_size", "5",
+            "--num_workers", "0", "--no_progress", "--flip"]
+    # Both at once: each process spends seconds importing.
+    refusing = start_script("tokenize_dataset.py", *args, "--output_dir", earlier)
+    result = run_script("tokenize_dataset.py", *args, "--output_dir", out)
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].startswith("skipped 1 unreadable inputs (first: bees/3_corrupt.png: ")
+    summary = json.loads(lines[-1])
+    assert summary["count"] == 21 and summary["skipped"] == 1 and summary["shards"] == 5
+    assert summary["dtype"] == "uint16" and summary["grid"] == [4, 4] and summary["output_dir"] == str(out)
+    assert {"seconds", "images_per_s", "peak_rss_mb"} <= summary.keys()
+    ds = CodesDataset(out, include_flipped=True)
+    assert torch.equal(torch.stack([ds[21 + i][0] for i in range(21)]), expected_codes(tokenizer_dir, folder, flip=True)[0])
+
+    _, stderr = refusing.communicate(timeout=300)
+    assert refusing.returncode == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("tokenize_dataset.py: error: ")
+    assert "different settings (flipped)" in stderr

@@ -1,0 +1,146 @@
+"""Tokenizing a dataset: every image of a split -> sharded code-index files + manifest (prior.index_files).
+
+Under `accelerate launch` each process encodes and writes its own shards (shard i goes to process
+i mod P). A shard is the unit of resumption: a run killed at any point and started again with the same
+settings keeps the finished shards, redoes the rest and ends with exactly the codes of an uninterrupted
+run; a rerun with other settings into the same folder is refused. Read the result with
+`prior.CodesDataset(output_dir)`.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import PartialState
+from tqdm.auto import tqdm
+
+from prior.index_files import CodesWriter
+from tokenizer import VQGAN
+from tokenizer.data import ImageDataConfig, ImageDataset, build_image_dataset
+from tokenizer.encoding import encode_range
+
+
+@dataclass
+class TokenizeDatasetConfig:
+    """Which images to tokenize, where the index files go, and how the work is batched and sharded.
+
+    There is no resolution (images are brought to the tokenizer's) and no random flip (codes must be
+    reproducible for resumption); `flip` stores the codes of the mirrored images beside the originals.
+    The data fields share their defaults with `ImageDataConfig`.
+    """
+
+    dataset: str  # "emoji" | "fashion-mnist" | a local image folder | a Hugging Face dataset name
+    output_dir: str
+    split: str = ImageDataConfig.split
+    data_dir: str | None = ImageDataConfig.data_dir  # overrides the built-in data location
+    resize_mode: str = ImageDataConfig.resize_mode  # "crop" | "pad"
+    max_images: int | None = ImageDataConfig.max_images  # only the first N inputs of the split
+    batch_size: int = 256  # images encoded at once, per process
+    num_workers: int = 2  # DataLoader workers decoding images
+    shard_size: int = 10_000  # inputs per shard: the unit of resumption
+    flip: bool = False  # also store the codes of the mirrored images
+    progress: bool = True  # a progress bar on the main process
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise ValueError("output_dir is empty; expected the folder the index files go to")
+        for name in ("batch_size", "shard_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected a positive integer")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"num_workers={self.num_workers!r}: expected an integer >= 0")
+        self.image_data(resolution=1)  # checks dataset, resize_mode and max_images now, not after loading
+
+    def image_data(self, resolution: int) -> ImageDataConfig:
+        """The images at `resolution` (the tokenizer's), without random flips."""
+        return ImageDataConfig(dataset=self.dataset, split=self.split, resolution=resolution, data_dir=self.data_dir,
+                               resize_mode=self.resize_mode, max_images=self.max_images)
+
+
+def tokenize_dataset(tokenizer: VQGAN | str | Path, config: TokenizeDatasetConfig) -> dict | None:
+    """Encode every image of `config`'s split into index files under `config.output_dir`.
+
+    `tokenizer` is a VQGAN or a folder written by its `save_pretrained` (a model is moved to this
+    process's device and put in eval mode). Prints the resume state, unreadable inputs and one JSON
+    summary line (count, skipped, shards, dtype, grid, seconds, images/s, peak RSS) on the main process.
+    Returns the manifest on the main process and None on the others.
+    """
+    state = PartialState()
+    model, tokenizer_dir = _load_tokenizer(tokenizer)
+    model = model.to(state.device).eval()
+    data = config.image_data(model.config.resolution)
+    dataset = build_image_dataset(data)
+    writer = CodesWriter(config.output_dir, _plan(model, dataset, data, config))
+    if state.is_main_process:
+        writer.start()
+    state.wait_for_everyone()
+
+    done = writer.completed_shards()
+    mine = [i for i in range(writer.num_shards) if i % state.num_processes == state.process_index and i not in done]
+    if done:
+        state.print(f"resuming: {len(done)} of {writer.num_shards} shards already complete")
+    todo = sum(writer.shard_range(i)[1] - writer.shard_range(i)[0] for i in mine)
+    started = time.perf_counter()
+    _write_shards(model, dataset, writer, mine, todo, config, show_progress=config.progress and state.is_main_process)
+    elapsed = time.perf_counter() - started
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+
+    metadata = {"num_classes": dataset.num_classes, "class_names": list(dataset.class_names)}
+    if tokenizer_dir is not None:  # named in the error when codes meet the wrong tokenizer
+        metadata["tokenizer_dir"] = tokenizer_dir
+    manifest = writer.write_manifest(metadata)
+    if manifest["num_skipped"]:
+        first = ", ".join(f"{n}: {r}" for n, r in manifest["skipped"][:5])
+        print(f"skipped {manifest['num_skipped']} unreadable inputs (first: {first}); all are listed in the manifest")
+    print(json.dumps(_summary(config, manifest, todo, elapsed)))
+    return manifest
+
+
+def _load_tokenizer(tokenizer: VQGAN | str | Path) -> tuple[VQGAN, str | None]:
+    """The model, and where it came from (a resolved folder, or the name as given) when that is known."""
+    if isinstance(tokenizer, VQGAN):
+        return tokenizer, None
+    if not isinstance(tokenizer, (str, Path)):
+        raise ValueError(f"tokenizer of type {type(tokenizer).__name__}: expected a VQGAN or a tokenizer folder")
+    path = Path(tokenizer)
+    return VQGAN.from_pretrained(tokenizer), str(path.resolve()) if path.is_dir() else str(tokenizer)
+
+
+def _plan(model: VQGAN, dataset: ImageDataset, data: ImageDataConfig, config: TokenizeDatasetConfig) -> dict:
+    """Everything a rerun must share with an interrupted run for its finished shards to be reused."""
+    return {
+        "codebook_size": model.config.codebook_size,
+        "grid_shapes": [list(g) for g in model.config.grid_shapes],
+        "shard_size": config.shard_size,
+        "num_inputs": len(dataset),
+        "has_labels": dataset.num_classes > 0,
+        "flipped": config.flip,
+        "tokenizer_fingerprint": model.fingerprint(),
+        "source": {"dataset": data.dataset, "split": data.split, "resolution": data.resolution,
+                   "resize_mode": data.resize_mode, "max_images": data.max_images},
+    }
+
+
+def _write_shards(model: VQGAN, dataset: ImageDataset, writer: CodesWriter, shards: list[int], todo: int,
+                  config: TokenizeDatasetConfig, show_progress: bool) -> None:
+    with tqdm(total=todo, unit="img", desc="tokenize", disable=not show_progress) as bar:
+        for index in shards:
+            encoded = encode_range(model, dataset, *writer.shard_range(index), batch_size=config.batch_size,
+                                   num_workers=config.num_workers, flip=config.flip, on_batch=bar.update)
+            writer.write_shard(index, encoded.codes, encoded.labels, encoded.flipped, encoded.skipped)
+
+
+def _summary(config: TokenizeDatasetConfig, manifest: dict, todo: int, elapsed: float) -> dict:
+    # todo and elapsed are the main process's own share: images/s is per process.
+    return {
+        "output_dir": str(config.output_dir), "count": manifest["count"], "skipped": manifest["num_skipped"],
+        "shards": len(manifest["shards"]), "dtype": manifest["dtype"], "grid": manifest["grid_shapes"][0],
+        "seconds": round(elapsed, 2), "images_per_s": round(todo / elapsed, 1) if elapsed > 0 and todo else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
