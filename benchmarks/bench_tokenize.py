@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def train_small_tokenizer(output: Path, steps: int, data_dir: str | None) -> Path:
     """The benchmark tokenizer of bench_tokenizer.py (8x8 grid, 512 codes), trained briefly."""
-    model = VQGANConfig.with_downsample_factor(
-        4, resolution=32, channels=32, z_channels=32, quantizer=QuantizerConfig(codebook_size=512, dead_code_threshold=2.0)
+    model = VQGANConfig(
+        downsample_factor=4, resolution=32, channels=32, z_channels=32, quantizer=QuantizerConfig(codebook_size=512, dead_code_threshold=2.0)
     )
     config = TrainTokenizerConfig(
         output_dir=str(output),

@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
         codebook_size=args.codebook_size, code_dim=8, use_ema=True, kmeans_init=True,
         dead_code_threshold=args.dead_code_threshold,
     )
-    config = VQGANConfig.with_downsample_factor(
-        4, resolution=32, channels=args.channels, z_channels=32, num_res_blocks=1, quantizer=quantizer
+    config = VQGANConfig(
+        downsample_factor=4, resolution=32, channels=args.channels, z_channels=32, num_res_blocks=1, quantizer=quantizer
     )
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

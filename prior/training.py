@@ -16,7 +16,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,9 +27,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from .gpt import GPTPrior, GPTPriorConfig
+from .gpt import GPT_PRESETS, GPTPrior, GPTPriorConfig
 from .index_files import CodesDataset
-from .pixelcnn import PixelCNNPrior, PixelCNNPriorConfig
+from .pixelcnn import PIXELCNN_PRESETS, PixelCNNPrior, PixelCNNPriorConfig
 
 PRIORS = {"gpt": (GPTPrior, GPTPriorConfig), "pixelcnn": (PixelCNNPrior, PixelCNNPriorConfig)}
 LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
@@ -40,18 +40,19 @@ LN2 = math.log(2.0)
 
 @dataclass
 class TrainPriorConfig:
-    codes_dir: str
-    output_dir: str
-    prior: str = "gpt"  # "gpt" | "pixelcnn"
-    size: str = "small"  # a preset of GPT_PRESETS / PIXELCNN_PRESETS
+    codes_dir: str = field(metadata={"flag": "codes", "help": "codes folder written by scripts/tokenize_dataset.py"})
+    output_dir: str = field(metadata={"help": "where checkpoints, metrics, curves, samples and the final prior go"})
+    prior: str = field(default="gpt", metadata={"help": "gpt or pixelcnn"})
+    size: str = field(default="small", metadata={
+        "help": f"size preset: gpt {sorted(GPT_PRESETS)}, pixelcnn {sorted(PIXELCNN_PRESETS)}"})
     validation_fraction: float = 0.05
-    include_flipped: bool = False  # also train on the mirrored codes, if the folder has them
-    class_dropout: float = 0.1  # probability of replacing a label by the null class (for guidance)
+    include_flipped: bool = field(default=False, metadata={"help": "also train on mirrored codes (tokenized with --flip)"})
+    class_dropout: float = field(default=0.1, metadata={"help": "label drop probability (classifier-free guidance)"})
     max_steps: int = 10_000
-    batch_size: int = 64  # per process and micro-batch
+    batch_size: int = field(default=64, metadata={"help": "grids per process and micro-batch"})
     gradient_accumulation_steps: int = 1
     learning_rate: float = 3e-4
-    weight_decay: float = 0.05  # matrices only
+    weight_decay: float = field(default=0.05, metadata={"help": "applied to matrices only"})
     adam_betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 100
     lr_schedule: str = "cosine"
@@ -61,15 +62,16 @@ class TrainPriorConfig:
     seed: int = 0
     log_every: int = 10
     eval_every: int = 500
-    eval_batches: int = 20  # validation batches per evaluation (None-like 0 = the whole split)
-    sample_every: int = 1000  # needs a decoder (the script passes one when --tokenizer is given)
+    eval_batches: int = field(default=20, metadata={"help": "validation batches per evaluation; 0 = all"})
+    sample_every: int = field(default=1000, metadata={"help": "sample grid every N steps (needs --tokenizer)"})
     checkpoint_every: int = 1000
     checkpoints_total_limit: int | None = 2
-    resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or 'latest'"})
     max_nonfinite_steps: int = 5  # this many non-finite losses in a row stop the run
-    report_to: str = "none"  # experiment trackers: tensorboard, wandb, all, none
-    tokenizer: str | None = None  # the tokenizer that made the codes; the script loads it for sample grids
-    progress: bool = True
+    report_to: str = field(default="none", metadata={"help": "experiment trackers: tensorboard, wandb, all or none"})
+    # The tokenizer that made the codes; the script loads it for sample grids (this package cannot).
+    tokenizer: str | None = field(default=None, metadata={"help": "the tokenizer that made the codes: enables sample grids"})
+    progress: bool = field(default=True, metadata={"help": "progress bar"})
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:

@@ -39,8 +39,8 @@ from tokenizer.training import TrainTokenizerConfig
 
 
 def tokenizer_config(output_dir: Path, steps: int) -> TrainTokenizerConfig:
-    model = VQGANConfig.with_downsample_factor(
-        4, resolution=32, channels=32, z_channels=32,
+    model = VQGANConfig(
+        downsample_factor=4, resolution=32, channels=32, z_channels=32,
         quantizer=QuantizerConfig(codebook_size=256, code_dim=8, dead_code_threshold=1.0),
     )
     return TrainTokenizerConfig(
@@ -52,6 +52,7 @@ def tokenizer_config(output_dir: Path, steps: int) -> TrainTokenizerConfig:
         discriminator=DiscriminatorConfig(channels=32, num_layers=2),
         max_steps=steps, batch_size=32, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=min(50, steps // 4),
         num_workers=1, log_every=25, image_every=max(steps // 4, 1), checkpoint_every=max(steps // 2, 1),
+        resume_from_checkpoint="latest",  # a second `make demo` continues (or reuses) the first one's run
     )
 
 
@@ -65,6 +66,7 @@ def prior_config(output_dir: Path, steps: int) -> TrainPriorConfig:
         codes_dir=str(output_dir / "codes"), output_dir=str(output_dir / "prior"), prior="gpt", size="small",
         include_flipped=True, max_steps=steps, batch_size=32, learning_rate=1e-3, warmup_steps=min(100, steps // 4),
         ema_decay=0.0, eval_every=max(steps // 4, 1), sample_every=max(steps // 2, 1), checkpoint_every=max(steps // 2, 1),
+        resume_from_checkpoint="latest",
     )
 
 

@@ -5,28 +5,31 @@ Runs under plain `python` and under `accelerate launch` (several processes / GPU
 
     python scripts/train_tokenizer.py --dataset emoji --resolution 32 --output_dir runs/emoji-vq
     accelerate launch scripts/train_tokenizer.py --dataset fashion-mnist --resize_mode pad --mixed_precision bf16 ...
+    python scripts/train_tokenizer.py --config runs/emoji-vq/train_config.json --output_dir runs/emoji-vq-2 --max_steps 20000
 
-Writes metrics.jsonl, images/reconstructions_*.png, checkpoints/checkpoint-<step>/ and, at the end,
-config.json + model.safetensors (load with tokenizer.VQGAN.from_pretrained(output_dir)).
+Every flag is a field of tokenizer.training.TrainTokenizerConfig (defaults live there). `--config FILE` starts from
+a saved config, such as the train_config.json every run writes; flags beside it override it.
+Writes metrics.jsonl and curves.png (losses, PSNR, codebook usage and perplexity, learning rate),
+images/reconstructions_*.png, checkpoints/checkpoint_<step>/ and, at the end, config.json + model.safetensors
+(load with tokenizer.VQGAN.from_pretrained(output_dir)). `--report_to tensorboard` also logs to <output_dir>/logs.
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from pipelines.cli import config_parser, parse_config, run_command
+from pipelines.training import train_tokenizer
+from tokenizer.training import TrainTokenizerConfig
 
-from tokenizer.cli import add_train_arguments, build_train_config
-from tokenizer.training import train_tokenizer
+GROUPS = {"data": "data", "model": "model and quantiser", "loss": "losses", "discriminator": "discriminator"}
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    output = train_tokenizer(build_train_config(args))
+def main(argv: list[str] | None = None):
+    parser = config_parser(TrainTokenizerConfig, __doc__, GROUPS)
+    config, _ = parse_config(TrainTokenizerConfig, parser, argv)
+    output = train_tokenizer(config)
     print(f"saved tokenizer to {output}")
     return output
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenizer import perceptual
-from tokenizer.perceptual import LPIPS, build_perceptual_loss, is_available
+from tokenizer.perceptual import LPIPS, PERCEPTUAL_LOSSES, build_perceptual_loss, is_available
 
 pytestmark = pytest.mark.skipif(not is_available("stlpips-vgg"), reason="stlpips-pytorch weights not installed")
 
@@ -132,7 +132,7 @@ def test_standard_lpips_layout_is_torchvision_vgg16() -> None:
 
 def test_standard_lpips_fails_loudly(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setattr(perceptual, "_lpips_heads_path", lambda: None)
-    with pytest.raises(RuntimeError, match="pip install lpips"):
+    with pytest.raises(FileNotFoundError, match="pip install lpips"):
         build_perceptual_loss("lpips")
     # heads present but torchvision's VGG16 neither cached nor downloadable
     heads = tmp_path / "vgg.pth"
@@ -144,18 +144,19 @@ def test_standard_lpips_fails_loudly(monkeypatch: pytest.MonkeyPatch, tmp_path) 
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="VGG16"):
+    with pytest.raises(FileNotFoundError, match="VGG16"):
         build_perceptual_loss("lpips")
 
 
-def test_auto_prefers_stlpips_vgg_and_warns_when_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    assert is_available("auto") and is_available("stlpips-vgg") and is_available("stlpips-alex")
-    assert build_perceptual_loss("auto").trunk == "stlpips-vgg"
+def test_default_is_a_concrete_loss_and_missing_weights_fail(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from tokenizer.losses import LossConfig
+
+    assert LossConfig().perceptual_loss == "stlpips-vgg" and "auto" not in PERCEPTUAL_LOSSES
+    assert is_available("stlpips-vgg") and is_available("stlpips-alex")
+    assert build_perceptual_loss(LossConfig().perceptual_loss).trunk == "stlpips-vgg"
     monkeypatch.setattr(perceptual, "stlpips_weights_path", lambda name: tmp_path / "absent.pth")
-    monkeypatch.setattr(perceptual, "_lpips_heads_path", lambda: None)
-    with pytest.warns(UserWarning, match="perceptual loss is off"):
-        assert build_perceptual_loss("auto") is None
-    with pytest.raises(RuntimeError, match="stlpips-pytorch"):
+    assert not is_available("stlpips-vgg")
+    with pytest.raises(FileNotFoundError, match="absent.pth.*pip install stlpips-pytorch"):
         build_perceptual_loss("stlpips-vgg")
 
 

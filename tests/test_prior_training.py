@@ -68,6 +68,15 @@ def reference_run(codes_dir, tmp_path_factory) -> Path:
     return path
 
 
+def test_run_writes_curves_and_its_config_reloads_as_the_same_config(codes_dir, reference_run, tmp_path):
+    from pipelines.cli import config_parser, parse_config
+
+    assert (reference_run / "curves.png").stat().st_size > 1000
+    saved = str(reference_run / "train_config.json")
+    again, _ = parse_config(TrainPriorConfig, config_parser(TrainPriorConfig), ["--config", saved, "--output_dir", str(tmp_path)])
+    assert again == tiny_config(codes_dir, tmp_path)
+
+
 def test_resume_after_stop_equals_uninterrupted_run(codes_dir, reference_run, tmp_path, monkeypatch):
     original = PriorTrainer.train_step
 

@@ -38,8 +38,8 @@ def image_folder(tmp_path_factory) -> Path:
 
 
 def tiny_train_config(data: Path, output: Path, **overrides) -> TrainTokenizerConfig:
-    model = VQGANConfig.with_downsample_factor(
-        4, resolution=16, channels=8, z_channels=8,
+    model = VQGANConfig(
+        downsample_factor=4, resolution=16, channels=8, z_channels=8,
         quantizer=QuantizerConfig(codebook_size=16, code_dim=4, dead_code_threshold=0.5),
     )
     settings = dict(
@@ -190,10 +190,17 @@ def test_new_run_into_a_folder_with_checkpoints_is_refused(image_folder, referen
         train_tokenizer(tiny_train_config(image_folder, reference_run))
 
 
-def test_run_writes_curves_and_config_that_reloads(reference_run):
+def test_run_writes_curves_and_its_config_reloads_as_the_same_config(image_folder, reference_run, tmp_path):
+    from pipelines.cli import config_parser, parse_config
+
     assert (reference_run / "curves.png").stat().st_size > 1000
-    written = json.loads((reference_run / "train_config.json").read_text())
-    assert written["report_to"] == "none" and written["model"]["quantizer"]["codebook_size"] == 16
+    parser = config_parser(TrainTokenizerConfig)
+    again, _ = parse_config(TrainTokenizerConfig, parser,
+                            ["--config", str(reference_run / "train_config.json"), "--output_dir", str(tmp_path)])
+    assert again == tiny_train_config(image_folder, tmp_path)
+    changed, _ = parse_config(TrainTokenizerConfig, parser, ["--config", str(reference_run / "train_config.json"),
+                                                             "--output_dir", str(tmp_path), "--codebook_size", "32"])
+    assert changed.model.quantizer.codebook_size == 32 and changed.model.quantizer.code_dim == 4
 
 
 def test_cli_runs_two_steps_in_process(image_folder, tmp_path):

@@ -13,7 +13,7 @@ import io
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +44,17 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.
 class ImageDataConfig:
     """Which images to load and how to turn them into (3, resolution, resolution) tensors."""
 
-    dataset: str  # "emoji" | "fashion-mnist" | a local folder path | a Hugging Face dataset name
-    split: str = "train"
-    resolution: int = 32
-    data_dir: str | None = None  # overrides the built-in location (IDX folder, emoji png folder)
-    random_flip: bool = False
-    resize_mode: str = "crop"  # "crop": shorter side to resolution, centre crop; "pad": see ImageTransform
-    max_images: int | None = None  # only the first N items of the split (deterministic)
+    dataset: str = field(metadata={"help": "built-in 'emoji' or 'fashion-mnist', a local image folder (class sub-folders "
+                                           "become labels), or a Hugging Face dataset name"})
+    split: str = field(default="train", metadata={"help": "dataset split"})
+    resolution: int = field(default=32, metadata={"flag": "resolution", "help": "image side in pixels"})
+    # overrides the built-in location (IDX folder, emoji png folder)
+    data_dir: str | None = field(default=None, metadata={"help": "override the built-in data location"})
+    random_flip: bool = field(default=False, metadata={"help": "random horizontal flips"})
+    # "crop": shorter side to resolution, centre crop; "pad": see ImageTransform
+    resize_mode: str = field(default="crop", metadata={
+        "help": "crop: resize + centre-crop; pad: centre-pad smaller images (Fashion-MNIST 28 -> 32)"})
+    max_images: int | None = field(default=None, metadata={"help": "use only the first N images of the split"})
 
     def __post_init__(self):
         if not self.dataset:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -10,9 +10,10 @@ from torch import nn
 
 @dataclass
 class DiscriminatorConfig:
-    in_channels: int = 3
-    channels: int = 64
-    num_layers: int = 3  # stride-2 convs; the receptive field grows with it (70x70 patches at 3)
+    in_channels: int = field(default=3, metadata={"flag": "in_channels", "help": "image channels"})
+    channels: int = field(default=64, metadata={"flag": "disc_channels", "help": "discriminator base width"})
+    # stride-2 convs; the receptive field grows with it (70x70 patches at 3)
+    num_layers: int = field(default=3, metadata={"flag": "disc_layers", "help": "discriminator stride-2 layers"})
 
     def __post_init__(self) -> None:
         if self.num_layers < 1 or self.channels < 1:

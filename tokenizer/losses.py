@@ -6,7 +6,7 @@ loss are separate methods because they are optimised by separate optimisers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -20,14 +20,18 @@ GAN_LOSSES = ("hinge", "non-saturating")
 
 @dataclass
 class LossConfig:
-    reconstruction_loss: str = "l1"
+    reconstruction_loss: str = field(default="l1", metadata={"help": f"one of {RECONSTRUCTION_LOSSES}"})
     reconstruction_weight: float = 1.0
-    perceptual_loss: str = "auto"  # see tokenizer.perceptual.PERCEPTUAL_LOSSES
+    # The shipped ST-LPIPS VGG; a missing weight file is an error, never a silent "no perceptual loss".
+    perceptual_loss: str = field(default="stlpips-vgg", metadata={
+        "help": f"one of {PERCEPTUAL_LOSSES} (none = plain VQ-VAE reconstruction loss)"})
     perceptual_weight: float = 1.0
     quantizer_weight: float = 1.0
-    gan_loss: str = "hinge"
-    gan_weight: float = 0.5  # multiplies the adaptive weight λ
-    disc_start_step: int = 2000  # generator and discriminator GAN terms switch on here
+    gan_loss: str = field(default="hinge", metadata={"help": f"one of {GAN_LOSSES}"})
+    # multiplies the adaptive weight λ
+    gan_weight: float = field(default=0.5, metadata={"help": "weight of the adaptive GAN term; 0 disables the discriminator"})
+    # generator and discriminator GAN terms switch on here
+    disc_start_step: int = field(default=2000, metadata={"help": "step at which the GAN terms switch on"})
     adaptive_weight_max: float = 1e4  # clamp on λ
     adaptive_weight_delta: float = 1e-4  # δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ)
 

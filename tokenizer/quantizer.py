@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -21,16 +21,18 @@ from torch import nn
 
 @dataclass
 class QuantizerConfig:
-    codebook_size: int = 1024
-    code_dim: int = 8
-    beta: float = 0.25  # weight of the commitment term β‖z_e − sg[e]‖² (not of the codebook term)
-    use_ema: bool = True
-    ema_decay: float = 0.99
+    codebook_size: int = field(default=1024, metadata={"help": "number of codes"})
+    code_dim: int = field(default=8, metadata={"help": "lookup dimension (LlamaGen uses 8)"})
+    # weight of the commitment term β‖z_e − sg[e]‖² (not of the codebook term)
+    beta: float = field(default=0.25, metadata={"help": "commitment weight β"})
+    use_ema: bool = field(default=True, metadata={"flag": "ema_codebook", "help": "update the codebook by EMA (off: by gradient)"})
+    ema_decay: float = field(default=0.99, metadata={"flag": "codebook_ema_decay", "help": "decay of the codebook EMA"})
     ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA counts
-    l2_normalize: bool = False
+    l2_normalize: bool = field(default=False, metadata={"flag": "l2_normalize_codes", "help": "l2-normalised codes and lookup"})
     kmeans_init: bool = True
     kmeans_iters: int = 10
-    dead_code_threshold: float = 1.0  # restart codes whose EMA count per batch falls below this; 0 = off
+    dead_code_threshold: float = field(default=1.0, metadata={
+        "help": "restart codes whose EMA count per batch falls below this; 0 = off"})
     usage_window: int = 100  # batches over which usage and perplexity are measured
 
     def __post_init__(self) -> None:

@@ -45,32 +45,33 @@ CURVES = {
 
 @dataclass
 class TrainTokenizerConfig:
-    output_dir: str
+    output_dir: str = field(metadata={"help": "where checkpoints, metrics, curves and the final model go"})
     data: ImageDataConfig
     model: VQGANConfig = field(default_factory=VQGANConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    max_steps: int = 10_000
-    batch_size: int = 32  # per process and micro-batch
+    max_steps: int = field(default=10_000, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=32, metadata={"help": "images per process and micro-batch"})
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-4
-    disc_learning_rate: float | None = None  # defaults to learning_rate
+    disc_learning_rate: float | None = field(default=None, metadata={"help": "discriminator LR; none = learning_rate"})
     adam_betas: tuple[float, float] = (0.5, 0.9)  # taming's GAN betas
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    lr_schedule: str = "constant"
+    lr_schedule: str = field(default="constant", metadata={"help": f"one of {list(LR_SCHEDULES)}"})
     max_grad_norm: float | None = None
-    mixed_precision: str = "no"
-    ema_decay: float = 0.0  # EMA of weights; 0 = off. With EMA on, the saved model holds the EMA weights.
+    mixed_precision: str = field(default="no", metadata={"help": f"one of {list(MIXED_PRECISION)}"})
+    # EMA of weights; 0 = off. With EMA on, the saved model holds the EMA weights.
+    ema_decay: float = field(default=0.0, metadata={"help": "EMA of weights (e.g. 0.999), saved as the final model; 0 = off"})
     seed: int = 0
-    num_workers: int = 2
+    num_workers: int = field(default=2, metadata={"help": "DataLoader workers decoding images"})
     log_every: int = 10
-    image_every: int = 500
+    image_every: int = field(default=500, metadata={"help": "write a reconstruction grid every N steps"})
     checkpoint_every: int = 1000
-    checkpoints_total_limit: int | None = 2
-    resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
-    report_to: str = "none"  # experiment trackers: tensorboard, wandb, all, none
-    progress: bool = True
+    checkpoints_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (at least 2); none = all"})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or 'latest'"})
+    report_to: str = field(default="none", metadata={"help": "experiment trackers: tensorboard, wandb, all or none"})
+    progress: bool = field(default=True, metadata={"help": "progress bar"})
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:

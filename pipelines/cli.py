@@ -1,0 +1,215 @@
+"""Command lines built from the typed configs, and the one way every script reports a user's mistake.
+
+`config_parser(TrainTokenizerConfig)` turns every leaf field of a (nested) config dataclass into a flag, so the
+defaults live once, in the dataclass. A field's flag is its name unless its metadata says `flag=...`; two fields
+may share a flag only when both name it explicitly (`resolution` sets the data's and the model's). Booleans get
+`--name` and `--no_name`; tuples take comma-separated values; `none` clears an optional value.
+
+`--config run.json` starts from a saved config (e.g. the `train_config.json` a run writes); flags given beside
+it override its values; fields in neither keep the dataclass default.
+
+`run_command(main)` turns the project's own ValueError / FileNotFoundError into `error: ...` on stderr with exit
+status 2, as argparse does for bad flags; any other exception keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CONFIG_FLAG = "config"
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One flag: the field paths it sets, how to parse its text, its default and help."""
+
+    flag: str
+    paths: tuple[tuple[str, ...], ...]
+    kind: type  # int, float, str, bool or tuple
+    optional: bool
+    item: type | None  # element type of a tuple
+    default: Any
+    help: str
+
+
+def _unwrap_optional(annotation) -> tuple[Any, bool]:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return annotation, False
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _leaves(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, tuple[str, ...], Any, bool, Any, dict]]:
+    """(flag, path, type, optional, default, metadata) for every non-dataclass field, depth first."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        annotation, optional = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(annotation):
+            out.extend(_leaves(annotation, prefix + (f.name,)))
+        else:
+            out.append((f.metadata.get("flag", f.name), prefix + (f.name,), annotation, optional, _default(f), f.metadata))
+    return out
+
+
+def config_leaves(cls: type) -> dict[str, Leaf]:
+    """flag → Leaf for a config dataclass; a flag shared by fields that do not all declare it is a bug here."""
+    grouped: dict[str, list] = {}
+    for entry in _leaves(cls):
+        grouped.setdefault(entry[0], []).append(entry)
+    leaves = {}
+    for flag, entries in grouped.items():
+        if len(entries) > 1 and not all(meta.get("flag") == flag for *_, meta in entries):
+            raise TypeError(f"{cls.__name__}: fields {['.'.join(e[1]) for e in entries]} would share --{flag}; "
+                            f"give them distinct `flag` metadata, or the same one on purpose")
+        _, path, annotation, optional, default, meta = entries[0]
+        origin = typing.get_origin(annotation)
+        kind, item = (tuple, typing.get_args(annotation)[0]) if origin is tuple else (annotation, None)
+        if kind not in (int, float, str, bool, tuple):
+            raise TypeError(f"{cls.__name__}.{'.'.join(path)}: type {annotation} has no command-line form")
+        leaves[flag] = Leaf(flag, tuple(e[1] for e in entries), kind, optional, item, default, meta.get("help", ""))
+    return leaves
+
+
+def _text_to_value(leaf: Leaf) -> Callable[[str], Any]:
+    def parse(text: str):
+        if leaf.optional and text.lower() == "none":
+            return None
+        try:
+            if leaf.kind is tuple:
+                return tuple(leaf.item(v) for v in text.split(","))
+            return leaf.kind(text)
+        except ValueError:
+            names = {int: "integer", float: "number", str: "text"}
+            expected = f"comma-separated {names[leaf.item]}s" if leaf.kind is tuple else f"a {names[leaf.kind]}"
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}" + (" or 'none'" if leaf.optional else ""))
+    return parse
+
+
+def _show(value: Any) -> str:
+    if value is dataclasses.MISSING:
+        return "required"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def config_parser(cls: type, description: str | None = None, groups: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """An ArgumentParser with `--config FILE` and one flag per leaf of `cls`, grouped by top-level field.
+
+    groups: top-level nested field name → group title (leaves of other fields go in "training").
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     argument_default=argparse.SUPPRESS)
+    parser.add_argument(f"--{CONFIG_FLAG}", metavar="FILE",
+                        help="a saved config (e.g. the train_config.json of a run) to start from; flags override it")
+    sections: dict[str, argparse._ArgumentGroup] = {}
+    for leaf in config_leaves(cls).values():
+        title = (groups or {}).get(leaf.paths[0][0], "training") if len(leaf.paths[0]) > 1 else "training"
+        group = sections.setdefault(title, parser.add_argument_group(title))
+        text = f"{leaf.help} (default: {_show(leaf.default)})".strip()
+        if leaf.kind is bool:
+            on, off = (f"--{leaf.flag}", f"--no_{leaf.flag}")
+            group.add_argument(on, dest=leaf.flag, action="store_const", const=True,
+                               help=text if not leaf.default else argparse.SUPPRESS)
+            group.add_argument(off, dest=leaf.flag, action="store_const", const=False,
+                               help=text if leaf.default else argparse.SUPPRESS)
+        else:
+            metavar = {int: "N", float: "X", str: "TEXT", tuple: "A,B,..."}[leaf.kind]
+            group.add_argument(f"--{leaf.flag}", dest=leaf.flag, type=_text_to_value(leaf), metavar=metavar, help=text)
+    return parser
+
+
+def read_config_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file; expected a JSON config such as a run's train_config.json")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--config {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def config_from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Build a (nested) config dataclass from a JSON-style dict; lists become tuples; unknown keys are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown config fields {[where + k for k in unknown]}; expected some of {sorted(names)}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        annotation, _ = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(annotation):
+            values[f.name] = config_from_dict(annotation, data.get(f.name) or {}, f"{where}{f.name}.")
+        elif f.name in data:
+            value = data[f.name]
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    missing = [where + f.name for f in dataclasses.fields(cls)
+               if f.name not in values and _default(f) is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"missing required settings {missing}: give them as flags or in --config")
+    return cls(**values)
+
+
+def _has(data: dict, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _set(data: dict, path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        data = data.setdefault(key, {})
+    data[path[-1]] = value
+
+
+def parse_config(cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> tuple[Any, argparse.Namespace]:
+    """(config, namespace): the config from defaults ← --config file ← the flags given; the namespace holds the
+    parsed flags (and any extra arguments the caller added to the parser)."""
+    args = parser.parse_args(argv)
+    data = read_config_file(args.config) if getattr(args, CONFIG_FLAG, None) else {}
+    leaves = config_leaves(cls)
+    for flag, leaf in leaves.items():
+        if hasattr(args, flag):
+            for path in leaf.paths:
+                _set(data, path, getattr(args, flag))
+    missing = [f"--{flag}" for flag, leaf in leaves.items()
+               if leaf.default is dataclasses.MISSING and not _has(data, leaf.paths[0])]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}: give it as a flag or in --config")
+    try:
+        return config_from_dict(cls, data), args
+    except TypeError as err:  # a wrong JSON type reaching a dataclass check
+        raise ValueError(f"config does not fit {cls.__name__}: {err}") from None
+
+
+def run_command(main: Callable[[], Any]) -> Any:
+    """Run a script's main; the project's own errors become `error: ...` (exit status 2), others keep tracebacks."""
+    try:
+        return main()
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
