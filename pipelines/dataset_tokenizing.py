@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
 from prior.index_files import CodesWriter
@@ -24,26 +25,32 @@ from tokenizer.data import ImageDataConfig, ImageDataset, build_image_dataset
 from tokenizer.encoding import encode_range
 
 
+def _data_field(name: str):
+    """A field with ImageDataConfig's default and help, so the data settings read alike in every script."""
+    source = next(f for f in fields(ImageDataConfig) if f.name == name)
+    return field(default=source.default, metadata=source.metadata)
+
+
 @dataclass
 class TokenizeDatasetConfig:
     """Which images to tokenize, where the index files go, and how the work is batched and sharded.
 
     There is no resolution (images are brought to the tokenizer's) and no random flip (codes must be
     reproducible for resumption); `flip` stores the codes of the mirrored images beside the originals.
-    The data fields share their defaults with `ImageDataConfig`.
+    The data fields take their defaults and help from `ImageDataConfig`; help texts become the flags' help.
     """
 
-    dataset: str  # "emoji" | "fashion-mnist" | a local image folder | a Hugging Face dataset name
-    output_dir: str
-    split: str = ImageDataConfig.split
-    data_dir: str | None = ImageDataConfig.data_dir  # overrides the built-in data location
-    resize_mode: str = ImageDataConfig.resize_mode  # "crop" | "pad"
-    max_images: int | None = ImageDataConfig.max_images  # only the first N inputs of the split
-    batch_size: int = 256  # images encoded at once, per process
-    num_workers: int = 2  # DataLoader workers decoding images
-    shard_size: int = 10_000  # inputs per shard: the unit of resumption
-    flip: bool = False  # also store the codes of the mirrored images
-    progress: bool = True  # a progress bar on the main process
+    dataset: str = _data_field("dataset")
+    output_dir: str = field(metadata={"help": "where the index files and manifest.json go"})
+    split: str = _data_field("split")
+    data_dir: str | None = _data_field("data_dir")
+    resize_mode: str = _data_field("resize_mode")
+    max_images: int | None = _data_field("max_images")
+    batch_size: int = field(default=256, metadata={"help": "images encoded at once, per process"})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader workers decoding images"})
+    shard_size: int = field(default=10_000, metadata={"help": "inputs per shard (the unit of resumption)"})
+    flip: bool = field(default=False, metadata={"help": "also store the codes of the mirrored images"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar (main process only)"})
 
     def __post_init__(self):
         if not self.output_dir:
@@ -69,7 +76,9 @@ def tokenize_dataset(tokenizer: VQGAN | str | Path, config: TokenizeDatasetConfi
     summary line (count, skipped, shards, dtype, grid, seconds, images/s, peak RSS) on the main process.
     Returns the manifest on the main process and None on the others.
     """
-    state = PartialState()
+    # PartialState ignores ACCELERATE_USE_CPU (the Accelerator reads it): without it, processes started on CPU by
+    # `accelerate launch` would each think they are alone and write every shard.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     model, tokenizer_dir = _load_tokenizer(tokenizer)
     model = model.to(state.device).eval()
     data = config.image_data(model.config.resolution)
@@ -88,17 +97,17 @@ def tokenize_dataset(tokenizer: VQGAN | str | Path, config: TokenizeDatasetConfi
     _write_shards(model, dataset, writer, mine, todo, config, show_progress=config.progress and state.is_main_process)
     elapsed = time.perf_counter() - started
     state.wait_for_everyone()
-    if not state.is_main_process:
-        return None
-
-    metadata = {"num_classes": dataset.num_classes, "class_names": list(dataset.class_names)}
-    if tokenizer_dir is not None:  # named in the error when codes meet the wrong tokenizer
-        metadata["tokenizer_dir"] = tokenizer_dir
-    manifest = writer.write_manifest(metadata)
-    if manifest["num_skipped"]:
-        first = ", ".join(f"{n}: {r}" for n, r in manifest["skipped"][:5])
-        print(f"skipped {manifest['num_skipped']} unreadable inputs (first: {first}); all are listed in the manifest")
-    print(json.dumps(_summary(config, manifest, todo, elapsed)))
+    manifest = None
+    if state.is_main_process:
+        metadata = {"num_classes": dataset.num_classes, "class_names": list(dataset.class_names)}
+        if tokenizer_dir is not None:  # named in the error when codes meet the wrong tokenizer
+            metadata["tokenizer_dir"] = tokenizer_dir
+        manifest = writer.write_manifest(metadata)
+        if manifest["num_skipped"]:
+            first = ", ".join(f"{n}: {r}" for n, r in manifest["skipped"][:5])
+            print(f"skipped {manifest['num_skipped']} unreadable inputs (first: {first}); all are listed in the manifest")
+        print(json.dumps(_summary(config, manifest, todo, elapsed)))
+    state.wait_for_everyone()  # no process goes on (e.g. to train on the codes) before the manifest exists
     return manifest
 
 

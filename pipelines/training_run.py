@@ -136,8 +136,11 @@ class TrainingRun:
             self.accelerator.init_trackers(self.project_name, config=_flat(settings))
 
     def finish(self) -> None:
+        """Final curves; close the trackers. Not `end_training()`: that also destroys the process group, which
+        the trainer still needs to save its model (and a script may start another run in the same processes)."""
         self._draw_curves()
-        self.accelerator.end_training()
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
 
     # --- logs --------------------------------------------------------------------------------------------
 
@@ -209,7 +212,7 @@ class TrainingRun:
             if not file.is_file():
                 raise ValueError(f"{path} has no {file.name}, but this run keeps {name} weights: resume with the "
                                  f"settings the checkpoint was written with")
-            load_model(module, str(file), strict=True, device=str(self.accelerator.device))
+            load_model(module, str(file), strict=True)  # copied onto the module's own device
         # The next automatic save continues the step numbering (and its total_limit pruning) from here.
         self.accelerator.project_configuration.iteration = checkpoint_step(path) + 1
         state = json.loads((path / STATE_NAME).read_text())

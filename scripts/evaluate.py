@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from pipelines.cli import run_command
 from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
 from pipelines.generation import ImageGenerationPipeline
 from tokenizer import VQGAN
@@ -90,4 +91,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -16,6 +16,7 @@ import torch
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
+from pipelines.cli import run_command
 from pipelines.generation import PRIOR_CLASSES, ImageGenerationPipeline
 from tokenizer import VQGAN
 
@@ -24,11 +25,11 @@ def load_pipeline(args: argparse.Namespace) -> ImageGenerationPipeline:
     if args.pipeline:
         return ImageGenerationPipeline.from_pretrained(args.pipeline)
     if not (args.tokenizer and args.prior):
-        raise SystemExit("give --pipeline DIR, or both --tokenizer DIR and --prior DIR")
+        raise ValueError("give --pipeline DIR, or both --tokenizer DIR and --prior DIR")
     config = json_config(Path(args.prior))
     prior_cls = PRIOR_CLASSES.get(config.get("prior_type"))
     if prior_cls is None:
-        raise SystemExit(f"{args.prior}/config.json names prior type {config.get('prior_type')!r}; "
+        raise ValueError(f"{args.prior}/config.json names prior type {config.get('prior_type')!r}; "
                          f"expected one of {sorted(PRIOR_CLASSES)}")
     return ImageGenerationPipeline(VQGAN.from_pretrained(args.tokenizer), prior_cls.from_pretrained(args.prior))
 
@@ -36,7 +37,7 @@ def load_pipeline(args: argparse.Namespace) -> ImageGenerationPipeline:
 def json_config(directory: Path) -> dict:
     path = directory / "config.json"
     if not path.is_file():
-        raise SystemExit(f"{path} is missing: expected a prior folder")
+        raise FileNotFoundError(f"{path} is missing: expected a prior folder")
     return json.loads(path.read_text())
 
 
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--out_dir", default=None, help="also write one PNG per image here")
     parser.add_argument("--nrow", type=int, default=8)
     args = parser.parse_args(argv)
+    for name in ("num_images", "batch_size", "nrow"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name}={getattr(args, name)}: expected a positive integer")
 
     pipe = load_pipeline(args).to(args.device)
     labels = args.class_label
@@ -92,4 +96,4 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -1,0 +1,119 @@
+"""Command lines built from the typed configs (pipelines.cli) and the one-line errors of every script."""
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import config_from_dict, config_leaves, config_parser, parse_config
+from prior.training import TrainPriorConfig
+from tokenizer.data import ImageDataConfig
+from tokenizer.training import TrainTokenizerConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse(cls, argv):
+    return parse_config(cls, config_parser(cls), argv)[0]
+
+
+def test_defaults_come_from_the_dataclass():
+    parsed = parse(TrainTokenizerConfig, ["--output_dir", "out", "--dataset", "emoji"])
+    assert parsed == TrainTokenizerConfig(output_dir="out", data=ImageDataConfig(dataset="emoji"))
+    prior = parse(TrainPriorConfig, ["--codes", "c", "--output_dir", "o"])
+    assert prior == TrainPriorConfig(codes_dir="c", output_dir="o")
+
+
+def test_flags_reach_nested_fields_and_shared_flags_set_every_field():
+    c = parse(TrainTokenizerConfig, [
+        "--output_dir", "o", "--dataset", "d", "--resolution", "64", "--downsample_factor", "8", "--codebook_size", "77",
+        "--no_ema_codebook", "--l2_normalize_codes", "--disc_layers", "2", "--adam_betas", "0.9,0.99",
+        "--max_grad_norm", "1.5", "--disc_learning_rate", "none", "--random_flip", "--no_progress", "--channel_mult", "1,2,4,4",
+    ])
+    assert c.data.resolution == c.model.resolution == 64
+    assert c.model.downsample_factor == 8 and c.model.channel_mult == (1, 2, 4, 4)
+    assert c.model.quantizer.codebook_size == 77 and not c.model.quantizer.use_ema and c.model.quantizer.l2_normalize
+    assert c.discriminator.num_layers == 2 and c.adam_betas == (0.9, 0.99) and c.max_grad_norm == 1.5
+    assert c.disc_learning_rate is None and c.data.random_flip and not c.progress
+
+
+def test_config_file_then_flags_override(tmp_path):
+    saved = config_from_dict(TrainTokenizerConfig, {
+        "output_dir": "first", "data": {"dataset": "emoji", "resolution": 16},
+        "model": {"resolution": 16, "channels": 8}, "discriminator": {"num_layers": 2}, "max_steps": 7,
+    })
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(saved.to_dict()))
+    c = parse(TrainTokenizerConfig, ["--config", str(path), "--output_dir", "second", "--max_steps", "9"])
+    assert c.output_dir == "second" and c.max_steps == 9
+    assert c.model.channels == 8 and c.model.resolution == c.data.resolution == 16 and c.data.dataset == "emoji"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--dataset", "emoji"], "missing --output_dir"),
+    (["--output_dir", "o"], "missing --dataset"),
+    (["--output_dir", "o", "--dataset", "e", "--lr_schedule", "wavy"], "lr_schedule='wavy'"),
+    (["--output_dir", "o", "--dataset", "e", "--report_to", "mlflow"], None),  # checked when the run starts
+])
+def test_user_errors_are_value_errors_naming_the_value(argv, match):
+    if match is None:
+        assert parse(TrainTokenizerConfig, argv).report_to == "mlflow"
+        return
+    with pytest.raises(ValueError, match=match):
+        parse(TrainTokenizerConfig, argv)
+
+
+def test_bad_config_files(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "unknown.json").write_text(json.dumps({"output_dir": "o", "data": {"dataset": "e", "colour": 1}}))
+    with pytest.raises(ValueError, match="not valid JSON"):
+        parse(TrainTokenizerConfig, ["--config", str(tmp_path / "bad.json")])
+    with pytest.raises(ValueError, match=r"unknown config fields \['data.colour'\]"):
+        parse(TrainTokenizerConfig, ["--config", str(tmp_path / "unknown.json")])
+    with pytest.raises(FileNotFoundError, match="absent.json"):
+        parse(TrainTokenizerConfig, ["--config", str(tmp_path / "absent.json")])
+
+
+def test_accidental_flag_collisions_are_caught():
+    @dataclass
+    class Inner:
+        rate: float = 1.0
+
+    @dataclass
+    class Outer:
+        rate: float = 2.0
+        inner: Inner = field(default_factory=Inner)
+
+    with pytest.raises(TypeError, match="would share --rate"):
+        config_leaves(Outer)
+
+
+def test_every_training_flag_has_one_default_and_a_help_entry():
+    for cls in (TrainTokenizerConfig, TrainPriorConfig):
+        text = config_parser(cls).format_help()
+        for flag, leaf in config_leaves(cls).items():
+            shown = f"--no_{flag}" if leaf.kind is bool and leaf.default else f"--{flag}"
+            assert shown in text, (cls.__name__, shown)
+
+
+def run_script(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_scripts_turn_user_errors_into_one_line(tmp_path):
+    bad = tmp_path / "tok"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    (bad / "model.safetensors").write_bytes(b"\x10\x00\x00")  # truncated
+    for argv, needle in [
+        (["scripts/train_tokenizer.py", "--dataset", "emoji"], "error: missing --output_dir"),
+        (["scripts/train_prior.py", "--codes", str(tmp_path / "nothing"), "--output_dir", str(tmp_path / "o")], "error: "),
+        (["scripts/sample.py", "--tokenizer", str(bad), "--prior", str(bad), "--num_images", "-3"], "error: num_images=-3"),
+        (["scripts/evaluate.py", "--tokenizer", str(bad), "--dataset", "emoji"], "model.safetensors"),
+    ]:
+        result = run_script(*argv)
+        assert result.returncode == 2, (argv, result.stderr[-2000:])
+        assert needle in result.stderr and "Traceback" not in result.stderr, (argv, result.stderr[-2000:])
