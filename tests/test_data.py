@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from tests.conftest import write_images
 from tokenizer.data import (
     FASHION_MNIST_CLASSES,
     HFImageDataset,
@@ -192,8 +193,7 @@ def test_folder_with_class_subfolders(tmp_path):
 
 
 def test_flat_folder_has_no_labels_and_max_images(tmp_path):
-    for i in range(4):
-        noise_image(seed=i).save(tmp_path / f"{i}.png")
+    write_images(tmp_path, 4)
     ds = build_image_dataset(ImageDataConfig(str(tmp_path), resolution=R, max_images=3))
     assert len(ds) == 3 and ds.num_classes == 0 and ds.class_names == []
     assert ds[0]["label"] == -1 and ds[0]["name"] == "0.png"
@@ -201,9 +201,7 @@ def test_flat_folder_has_no_labels_and_max_images(tmp_path):
 
 def test_folder_with_split_subfolders(tmp_path):
     for split, n in (("train", 3), ("test", 2)):
-        (tmp_path / split).mkdir()
-        for i in range(n):
-            noise_image(seed=i).save(tmp_path / split / f"{i}.png")
+        write_images(tmp_path / split, n)
     assert len(build_image_dataset(ImageDataConfig(str(tmp_path), split="train", resolution=R))) == 3
     assert len(build_image_dataset(ImageDataConfig(str(tmp_path), split="test", resolution=R))) == 2
     with pytest.raises(ValueError, match="validation"):

@@ -8,23 +8,7 @@ import torch
 
 from prior import CodesDataset, CodesWriter
 from prior.index_files import code_dtype
-
-
-def make_codes(tmp_path, n=25, shard_size=10, labels=True, flipped=False, codebook_size=50, fingerprint="ab" * 32):
-    rng = np.random.default_rng(0)
-    writer = CodesWriter(tmp_path, {
-        "codebook_size": codebook_size, "grid_shapes": [[2, 3]], "shard_size": shard_size, "num_inputs": n,
-        "has_labels": labels, "flipped": flipped, "tokenizer_fingerprint": fingerprint,
-    })
-    writer.start()
-    codes = rng.integers(0, codebook_size, (n, 2, 3))
-    label_values = rng.integers(0, 4, n)
-    for i in range(writer.num_shards):
-        start, stop = writer.shard_range(i)
-        writer.write_shard(i, codes[start:stop], label_values[start:stop] if labels else None,
-                           codes[start:stop, :, ::-1] if flipped else None, skipped=[])
-    writer.write_manifest({"num_classes": 4 if labels else 0, "class_names": ["a", "b", "c", "d"] if labels else []})
-    return codes, label_values
+from tests.conftest import make_codes  # also imported from here by tests/test_prior_training.py
 
 
 def test_round_trip_codes_and_labels(tmp_path):

@@ -1,7 +1,4 @@
-"""ImageGenerationPipeline end to end on tiny random models, and scripts/sample.py in-process."""
-
-import sys
-from pathlib import Path
+"""ImageGenerationPipeline end to end on tiny random models, generation metrics, and scripts/sample.py."""
 
 import numpy as np
 import pytest
@@ -9,30 +6,20 @@ import torch
 from PIL import Image
 
 from pipelines import ImageGenerationPipeline
-from prior import GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
-from tokenizer import VQGAN, VQGANConfig
-from tokenizer.quantizer import QuantizerConfig
+from pipelines.evaluation import evaluate_generation
+from tests.conftest import start_script, tiny_prior_for, tiny_vqgan, write_images
+from tokenizer import VQGAN
+from tokenizer.data import ImageDataConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("circle", "square", "star")
 
 
-def tiny_tokenizer() -> VQGAN:
-    torch.manual_seed(0)
-    config = VQGANConfig.with_downsample_factor(
-        4, resolution=16, channels=8, z_channels=8, quantizer=QuantizerConfig(codebook_size=32, code_dim=4)
-    )
-    return VQGAN(config).eval()
+tiny_tokenizer = tiny_vqgan  # 16x16 images -> 4x4 codes of 32 entries
 
 
 def tiny_prior(kind: str, tokenizer: VQGAN, **overrides):
-    torch.manual_seed(1)
-    settings = dict(codebook_size=32, grid_shape=(4, 4), num_classes=3, class_names=NAMES,
-                    tokenizer_fingerprint=tokenizer.fingerprint())
-    settings.update(overrides)
-    if kind == "gpt":
-        return GPTPrior(GPTPriorConfig.from_preset("tiny", **settings))
-    return PixelCNNPrior(PixelCNNPriorConfig.from_preset("tiny", **settings))
+    """A tiny prior of `kind` over `tokenizer`'s codes, with the three classes NAMES."""
+    return tiny_prior_for(tokenizer, kind, seed=1, num_classes=3, class_names=NAMES, **overrides)
 
 
 @pytest.fixture(params=["gpt", "pixelcnn"])
@@ -118,37 +105,27 @@ def test_bad_pipeline_folder(tmp_path):
 def test_sample_cli_writes_grid_and_images(tmp_path):
     tokenizer = tiny_tokenizer()
     ImageGenerationPipeline(tokenizer, tiny_prior("gpt", tokenizer)).save_pretrained(tmp_path / "pipe")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import sample
-    finally:
-        sys.path.pop(0)
-    written = sample.main(["--pipeline", str(tmp_path / "pipe"), "--num_images", "5", "--class_label", "square",
-                           "--guidance_scale", "1.5", "--top_k", "10", "--out", str(tmp_path / "grid.png"),
-                           "--out_dir", str(tmp_path / "each"), "--batch_size", "2"])
-    assert Image.open(tmp_path / "grid.png").size[0] > 16 and len(written) == 6
+    # Both command forms at once: each process spends seconds importing.
+    from_pipeline = start_script("sample.py", "--pipeline", tmp_path / "pipe", "--num_images", "5", "--class_label",
+                                 "square", "--guidance_scale", "1.5", "--top_k", "10", "--out", tmp_path / "grid.png",
+                                 "--out_dir", tmp_path / "each", "--batch_size", "2")
+    from_parts = start_script("sample.py", "--tokenizer", tmp_path / "pipe" / "tokenizer", "--prior",
+                              tmp_path / "pipe" / "prior", "--num_images", "2", "--out", tmp_path / "g2.png")
+    for proc in (from_pipeline, from_parts):
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-4000:]
+    assert Image.open(tmp_path / "grid.png").size[0] > 16 and len(list((tmp_path / "each").glob("*.png"))) == 5
     assert Image.open(tmp_path / "each" / "00004.png").size == (16, 16)
-    written = sample.main(["--tokenizer", str(tmp_path / "pipe" / "tokenizer"), "--prior", str(tmp_path / "pipe" / "prior"),
-                           "--num_images", "2", "--out", str(tmp_path / "g2.png")])
-    assert written == [tmp_path / "g2.png"]
+    assert Image.open(tmp_path / "g2.png").size[0] > 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["each", "g2.png", "grid.png", "pipe"]
 
 
-def test_evaluate_generation_cli_caches_reference_features(tmp_path, monkeypatch):
+def test_evaluate_generation_caches_reference_features(tmp_path, monkeypatch):
     tokenizer = tiny_tokenizer()
-    ImageGenerationPipeline(tokenizer, tiny_prior("gpt", tokenizer)).save_pretrained(tmp_path / "pipe")
-    rng = np.random.default_rng(0)
-    (tmp_path / "data").mkdir()
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / f"{i}.png")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import evaluate
-    finally:
-        sys.path.pop(0)
-    args = ["--pipeline", str(tmp_path / "pipe"), "--dataset", str(tmp_path / "data"), "--num_images", "4",
-            "--class_labels", "uniform", "--guidance_scale", "2", "--cache_dir", str(tmp_path / "cache"),
-            "--output_json", str(tmp_path / "gen.json")]
-    first = evaluate.main(args)
+    pipe = ImageGenerationPipeline(tokenizer, tiny_prior("gpt", tokenizer))
+    data = ImageDataConfig(dataset=str(write_images(tmp_path / "data", 6)), split="test", resolution=16)
+    settings = dict(num_images=4, class_labels="uniform", guidance_scale=2.0, cache_dir=tmp_path / "cache", progress=False)
+    first = evaluate_generation(pipe, data, **settings)
     assert {"fid", "kid_mean", "kid_std", "num_images"} <= first.keys() and first["num_images"] == 4
     assert np.isfinite(first["fid"]) and first["fid"] >= 0
     assert first["kid_std"] > 1e-9  # KID subsets differ from one another (not every image each time)
@@ -160,4 +137,4 @@ def test_evaluate_generation_cli_caches_reference_features(tmp_path, monkeypatch
         raise AssertionError("the reference split was read again instead of the cache")
 
     monkeypatch.setattr(evaluation, "build_image_dataset", no_reading)
-    assert evaluate.main(args) == first
+    assert evaluate_generation(pipe, data, **settings) == first

@@ -1,5 +1,7 @@
 """GPT and PixelCNN priors: causality, cache, sampling semantics, files, bad input."""
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,20 +9,17 @@ import torch.nn.functional as F
 from prior import GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
 from prior.kv_cache import preallocated_cache
 from prior.sampling import guide, pick_tokens
+from tests.conftest import tiny_prior
 
 K, GRID, CLASSES = 16, (4, 5), 3
 
 
-def gpt(num_classes=CLASSES):
-    torch.manual_seed(0)
-    return GPTPrior(GPTPriorConfig.from_preset("tiny", codebook_size=K, grid_shape=GRID, num_classes=num_classes)).eval()
+def build(name, num_classes=CLASSES):
+    return tiny_prior(name, codebook_size=K, grid_shape=GRID, num_classes=num_classes)
 
 
-def pixelcnn(num_classes=CLASSES):
-    torch.manual_seed(0)
-    return PixelCNNPrior(PixelCNNPriorConfig.from_preset("tiny", codebook_size=K, grid_shape=GRID, num_classes=num_classes)).eval()
-
-
+gpt = functools.partial(build, "gpt")
+pixelcnn = functools.partial(build, "pixelcnn")
 BUILDERS = {"gpt": gpt, "pixelcnn": pixelcnn}
 
 
@@ -191,7 +190,7 @@ def test_loading_the_wrong_prior_type_or_weights_is_value_error(tmp_path):
     gpt().save_pretrained(tmp_path / "g")
     with pytest.raises(ValueError, match="holds a 'gpt' prior; expected 'pixelcnn'"):
         PixelCNNPrior.from_pretrained(tmp_path / "g")
-    other = GPTPrior(GPTPriorConfig.from_preset("tiny", codebook_size=K + 1, grid_shape=GRID, num_classes=CLASSES))
+    other = tiny_prior("gpt", codebook_size=K + 1, grid_shape=GRID, num_classes=CLASSES)
     other.save_pretrained(tmp_path / "o")
     (tmp_path / "g" / "model.safetensors").write_bytes((tmp_path / "o" / "model.safetensors").read_bytes())
     with pytest.raises(ValueError, match="do not match the config"):

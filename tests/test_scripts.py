@@ -1,83 +1,80 @@
-"""Command lines and README snippets, run in-process on tiny models."""
+"""Command lines as a user runs them (as subprocesses, few: each spends seconds importing), the library
+functions behind them in-process, and the README's Python snippets."""
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from tokenizer import VQGAN, VQGANConfig
-from tokenizer.quantizer import QuantizerConfig
+from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
+from pipelines.evaluation import evaluate_tokenizer
+from tests.conftest import ROOT, run_script, start_script, tiny_prior_for, tiny_vqgan, write_images
+from tokenizer import VQGAN
+from tokenizer.data import ImageDataConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def import_script(name: str):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
-
-
-def tiny_model(resolution: int = 32) -> VQGAN:
-    torch.manual_seed(0)
-    config = VQGANConfig.with_downsample_factor(
-        4, resolution=resolution, channels=8, z_channels=8, quantizer=QuantizerConfig(codebook_size=16, code_dim=4)
-    )
-    return VQGAN(config).eval()
+# Flags each script's --help must explain (train_tokenizer.py and train_prior.py: tests/test_*training.py).
+HELP_FLAGS = {
+    "tokenize_dataset.py": ["--tokenizer", "--shard_size", "--flip", "--config"],
+    "sample.py": ["--pipeline", "--guidance_scale", "--out_dir"],
+    "evaluate.py": ["--tokenizer", "--pipeline", "--no_rfid", "--output_json"],
+    "demo.py": ["--output_dir", "--quick"],
+}
 
 
 @pytest.fixture
 def folder(tmp_path) -> Path:
-    rng = np.random.default_rng(0)
-    root = tmp_path / "pictures"
-    for cls in ("cats", "dogs"):
-        (root / cls).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    """2 classes x 3 images of 20x20 + one empty file."""
+    root = write_images(tmp_path / "pictures", 3, size=20, classes=("cats", "dogs"))
     (root / "dogs" / "empty.png").write_bytes(b"")
     return root
 
 
-def test_evaluate_cli_writes_all_keys(folder, tmp_path, capsys):
-    tiny_model(16).save_pretrained(tmp_path / "tok")
+def test_every_command_line_explains_its_flags():
+    running = {name: start_script(name, "--help") for name in HELP_FLAGS}  # all at once: the imports dominate
+    for name, proc in running.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{name} --help: {stderr[-4000:]}"
+        assert [flag for flag in HELP_FLAGS[name] if flag not in stdout] == [], name
+
+
+def test_evaluate_cli_writes_all_keys_and_reports_a_bad_folder(folder, tmp_path):
+    tiny_vqgan(16, codebook_size=16).save_pretrained(tmp_path / "tok")
+    tiny_vqgan(16, codebook_size=16).save_pretrained(tmp_path / "no_weights")
+    (tmp_path / "no_weights" / "model.safetensors").unlink()
     out = tmp_path / "eval.json"
-    result = import_script("evaluate").main([
-        "--tokenizer", str(tmp_path / "tok"), "--dataset", str(folder), "--split", "train",
-        "--num_images", "4", "--batch_size", "3", "--output_json", str(out),
-    ])
+    refusing = start_script("evaluate.py", "--tokenizer", tmp_path / "no_weights", "--dataset", folder)
+    result = run_script("evaluate.py", "--tokenizer", tmp_path / "tok", "--dataset", folder, "--split", "train",
+                        "--num_images", "4", "--batch_size", "3", "--output_json", out)
     written = json.loads(out.read_text())
     assert {"psnr", "ssim", "codebook_usage", "perplexity", "rfid"} <= written.keys()
     assert written["num_images"] == 4 and np.isfinite(written["rfid"]) and written["rfid"] >= 0
-    assert 0 < written["codebook_usage"] <= 1 and result == written
-    assert '"psnr"' in capsys.readouterr().out
+    assert 0 < written["codebook_usage"] <= 1 and json.loads(result.stdout) == written
+    assert '"psnr"' in result.stdout
+
+    _, stderr = refusing.communicate(timeout=300)
+    assert refusing.returncode == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: ") and "model.safetensors is missing" in stderr
 
 
-def test_evaluate_counts_unreadable_images(folder, tmp_path):
-    tiny_model(16).save_pretrained(tmp_path / "tok")
-    result = import_script("evaluate").main([
-        "--tokenizer", str(tmp_path / "tok"), "--dataset", str(folder), "--split", "train", "--no_rfid",
-    ])
+def test_evaluate_counts_unreadable_images(folder):
+    data = ImageDataConfig(dataset=str(folder), split="train", resolution=16)
+    result = evaluate_tokenizer(tiny_vqgan(16, codebook_size=16), data, rfid=False, progress=False)
     assert result["num_images"] == 6 and result["skipped_images"] == 1 and result["rfid"] is None
 
 
-def test_evaluate_rejects_a_folder_without_weights(tmp_path, folder):
-    tiny_model().save_pretrained(tmp_path / "tok")
-    (tmp_path / "tok" / "model.safetensors").unlink()
-    with pytest.raises(ValueError, match="model.safetensors is missing"):
-        import_script("evaluate").main(["--tokenizer", str(tmp_path / "tok"), "--dataset", str(folder)])
-
-
 def test_demo_runs_the_whole_flow_in_quick_mode(tmp_path):
-    metrics = import_script("demo").main(["--output_dir", str(tmp_path / "demo"), "--quick"])
+    result = run_script("demo.py", "--output_dir", tmp_path / "demo", "--quick", timeout=600)
     for name in ("reconstructions.png", "samples.png", "metrics.json", "pipeline/pipeline.json", "codes/manifest.json"):
         assert (tmp_path / "demo" / name).is_file(), name
-    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["tokenizer"]["num_images"] == metrics["tokenizer"]["num_images"] > 0
+    # The metrics are printed as indented JSON just before the "reconstructions:" line.
+    lines = result.stdout.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("reconstructions:"))
+    start = max(i for i in range(end) if lines[i] == "{")
+    printed = json.loads("\n".join(lines[start:end]))
+    written = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert written["tokenizer"]["num_images"] == printed["tokenizer"]["num_images"] > 0
     assert VQGAN.from_pretrained(tmp_path / "demo" / "tokenizer").config.codebook_size == 256
 
 
@@ -85,17 +82,11 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     snippets = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert snippets, "README has no Python snippet"
     monkeypatch.chdir(tmp_path)
-    tokenizer = tiny_model()
+    tokenizer = tiny_vqgan(32, codebook_size=16)
     tokenizer.save_pretrained(tmp_path / "outputs" / "demo" / "tokenizer")  # what `make demo` leaves
-    from pipelines import ImageGenerationPipeline
-    from prior import GPTPrior, GPTPriorConfig
-
-    prior = GPTPrior(GPTPriorConfig.from_preset("tiny", codebook_size=16, grid_shape=(8, 8),
-                                                tokenizer_fingerprint=tokenizer.fingerprint()))
-    ImageGenerationPipeline(tokenizer, prior).save_pretrained(tmp_path / "outputs" / "demo" / "pipeline")
-    import_script("tokenize_dataset").main([  # the README's tokenize example, on a few emoji
-        "--tokenizer", "outputs/demo/tokenizer", "--dataset", "emoji", "--max_images", "40",
-        "--output_dir", "codes/emoji", "--num_workers", "0", "--no_progress",
-    ])
+    ImageGenerationPipeline(tokenizer, tiny_prior_for(tokenizer)).save_pretrained(tmp_path / "outputs" / "demo" / "pipeline")
+    # The README's tokenize example, on a few emoji.
+    tokenize_dataset("outputs/demo/tokenizer", TokenizeDatasetConfig(
+        dataset="emoji", output_dir="codes/emoji", max_images=40, num_workers=0, progress=False))
     for code in snippets:
         exec(compile(code, "README.md", "exec"), {})

@@ -186,5 +186,5 @@ def test_command_line_run_summary_and_error_line(tokenizer_dir, folder, tmp_path
 
     _, stderr = refusing.communicate(timeout=300)
     assert refusing.returncode == 2 and "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("tokenize_dataset.py: error: ")
+    assert stderr.strip().splitlines()[-1].startswith("error: ")
     assert "different settings (flipped)" in stderr

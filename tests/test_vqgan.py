@@ -1,21 +1,17 @@
+import functools
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tests.conftest import tiny_vqgan_config
 from tokenizer import VQGAN, VQGANConfig
 from tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator
 from tokenizer.losses import LossConfig, VQGANLoss, adaptive_gan_weight
 from tokenizer.quantizer import QuantizerConfig
 
-
-def tiny_config(factor: int = 4, resolution: int = 16, **quantizer) -> VQGANConfig:
-    q = dict(codebook_size=32, code_dim=4, kmeans_init=False)
-    q.update(quantizer)
-    return VQGANConfig.with_downsample_factor(
-        factor, resolution=resolution, channels=8, z_channels=8, use_attention=True, quantizer=QuantizerConfig(**q)
-    )
+tiny_config = functools.partial(tiny_vqgan_config, use_attention=True)  # (factor, resolution, **quantizer)
 
 
 @pytest.mark.parametrize("factor", [4, 8, 16])
@@ -91,7 +87,7 @@ def test_load_weights_from_other_config_is_value_error(tmp_path):
     [
         (lambda: VQGANConfig(resolution=30, channel_mult=(1, 2, 2)), "resolution=30"),
         (lambda: VQGANConfig(channel_mult=(1, 2)), "downsample factor 2"),
-        (lambda: VQGANConfig.with_downsample_factor(32), "downsample_factor=32"),
+        (lambda: VQGANConfig(downsample_factor=32), "downsample_factor=32"),
         (lambda: QuantizerConfig(codebook_size=1), "codebook_size=1"),
         (lambda: LossConfig(reconstruction_loss="l3"), "reconstruction_loss='l3'"),
         (lambda: LossConfig(gan_loss="wasserstein"), "gan_loss='wasserstein'"),
