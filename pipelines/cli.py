@@ -111,10 +111,11 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def config_parser(cls: type, description: str | None = None, groups: dict[str, str] | None = None) -> argparse.ArgumentParser:
+def config_parser(cls: type, description: str | None = None, groups: dict[str, str] | None = None,
+                  default_group: str = "training") -> argparse.ArgumentParser:
     """An ArgumentParser with `--config FILE` and one flag per leaf of `cls`, grouped by top-level field.
 
-    groups: top-level nested field name → group title (leaves of other fields go in "training").
+    groups: top-level nested field name → group title; other leaves go under `default_group`.
     """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      argument_default=argparse.SUPPRESS)
@@ -122,7 +123,8 @@ def config_parser(cls: type, description: str | None = None, groups: dict[str, s
                         help="a saved config (e.g. the train_config.json of a run) to start from; flags override it")
     sections: dict[str, argparse._ArgumentGroup] = {}
     for leaf in config_leaves(cls).values():
-        title = (groups or {}).get(leaf.paths[0][0], "training") if len(leaf.paths[0]) > 1 else "training"
+        nested = len(leaf.paths[0]) > 1
+        title = (groups or {}).get(leaf.paths[0][0], default_group) if nested else default_group
         group = sections.setdefault(title, parser.add_argument_group(title))
         text = f"{leaf.help} (default: {_show(leaf.default)})".strip()
         if leaf.kind is bool:

@@ -20,7 +20,7 @@ from pipelines.dataset_tokenizing import TokenizeDatasetConfig, tokenize_dataset
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = config_parser(TokenizeDatasetConfig, __doc__)
+    parser = config_parser(TokenizeDatasetConfig, __doc__, default_group="tokenizing")
     parser.add_argument("--tokenizer", required=True, help="folder written by train_tokenizer.py")
     config, args = parse_config(TokenizeDatasetConfig, parser, argv)
     return tokenize_dataset(args.tokenizer, config)

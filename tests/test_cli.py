@@ -1,20 +1,15 @@
 """Command lines built from the typed configs (pipelines.cli) and the one-line errors of every script."""
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from pipelines.cli import config_from_dict, config_leaves, config_parser, parse_config
 from prior.training import TrainPriorConfig
 from tokenizer.data import ImageDataConfig
+from tests.conftest import start_script
 from tokenizer.training import TrainTokenizerConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def parse(cls, argv):
     return parse_config(cls, config_parser(cls), argv)[0]
@@ -99,21 +94,19 @@ def test_every_training_flag_has_one_default_and_a_help_entry():
             assert shown in text, (cls.__name__, shown)
 
 
-def run_script(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
 def test_scripts_turn_user_errors_into_one_line(tmp_path):
     bad = tmp_path / "tok"
     bad.mkdir()
     (bad / "config.json").write_text("{}")
     (bad / "model.safetensors").write_bytes(b"\x10\x00\x00")  # truncated
-    for argv, needle in [
-        (["scripts/train_tokenizer.py", "--dataset", "emoji"], "error: missing --output_dir"),
-        (["scripts/train_prior.py", "--codes", str(tmp_path / "nothing"), "--output_dir", str(tmp_path / "o")], "error: "),
-        (["scripts/sample.py", "--tokenizer", str(bad), "--prior", str(bad), "--num_images", "-3"], "error: num_images=-3"),
-        (["scripts/evaluate.py", "--tokenizer", str(bad), "--dataset", "emoji"], "model.safetensors"),
-    ]:
-        result = run_script(*argv)
-        assert result.returncode == 2, (argv, result.stderr[-2000:])
-        assert needle in result.stderr and "Traceback" not in result.stderr, (argv, result.stderr[-2000:])
+    cases = [
+        (["train_tokenizer.py", "--dataset", "emoji"], "error: missing --output_dir"),
+        (["train_prior.py", "--codes", str(tmp_path / "nothing"), "--output_dir", str(tmp_path / "o")], "error: "),
+        (["sample.py", "--tokenizer", str(bad), "--prior", str(bad), "--num_images", "-3"], "error: num_images=-3"),
+        (["evaluate.py", "--tokenizer", str(bad), "--dataset", "emoji"], "model.safetensors"),
+    ]
+    running = [(argv, needle, start_script(*argv)) for argv, needle in cases]  # side by side: imports dominate
+    for argv, needle, proc in running:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (argv, stderr[-2000:])
+        assert needle in stderr and "Traceback" not in stderr, (argv, stderr[-2000:])

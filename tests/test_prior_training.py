@@ -16,6 +16,7 @@ from prior import CodesDataset, GPTPrior, PixelCNNPrior
 from pipelines.training import train_prior
 from pipelines.training_run import find_checkpoint
 from prior.training import Decoder, PriorTrainer, TrainPriorConfig
+from tests.conftest import run_script, start_script
 from tests.test_index_files import make_codes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,14 +181,23 @@ def test_sample_grid_written_with_a_decoder(codes_dir, tmp_path):
 
 
 def test_cli_two_steps_and_help(codes_dir, tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import train_prior as cli
-    finally:
-        sys.path.pop(0)
-    cli.main(["--codes", str(codes_dir), "--prior", "pixelcnn", "--size", "tiny", "--output_dir", str(tmp_path),
-              "--max_steps", "2", "--batch_size", "8", "--no_progress"])
+    helping = start_script("train_prior.py", "--help")  # both at once: each process spends seconds importing
+    run_script("train_prior.py", "--codes", codes_dir, "--prior", "pixelcnn", "--size", "tiny", "--output_dir", tmp_path,
+               "--max_steps", "2", "--batch_size", "8", "--no_progress")
     assert PixelCNNPrior.from_pretrained(tmp_path).config.codebook_size == 50
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_prior.py"), "--help"],
-                            capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0 and "--resume_from_checkpoint" in result.stdout
+    stdout, _ = helping.communicate(timeout=300)
+    assert helping.returncode == 0 and "--resume_from_checkpoint" in stdout
+
+
+def test_report_to_tensorboard_writes_events_and_a_missing_tracker_is_an_error(codes_dir, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    train_prior(tiny_config(codes_dir, tmp_path / "tb", max_steps=2, report_to="tensorboard"))
+    events = list((tmp_path / "tb" / "logs").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from pipelines import training_run
+
+    monkeypatch.setitem(training_run._TRACKER_PACKAGES, "wandb", lambda: False)
+    with pytest.raises(ValueError, match="report_to='wandb'.*not installed"):
+        train_prior(tiny_config(codes_dir, tmp_path / "wandb", report_to="wandb"))
+    with pytest.raises(ValueError, match="report_to='mlflow'"):
+        train_prior(tiny_config(codes_dir, tmp_path / "other", report_to="mlflow"))

@@ -20,6 +20,7 @@ from tokenizer.quantizer import QuantizerConfig
 from pipelines.training import train_tokenizer
 from pipelines.training_run import find_checkpoint
 from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig
+from tests.conftest import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,19 +204,15 @@ def test_run_writes_curves_and_its_config_reloads_as_the_same_config(image_folde
     assert changed.model.quantizer.codebook_size == 32 and changed.model.quantizer.code_dim == 4
 
 
-def test_cli_runs_two_steps_in_process(image_folder, tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import train_tokenizer as cli
-    finally:
-        sys.path.pop(0)
+def test_cli_runs_two_steps(image_folder, tmp_path):
     out = tmp_path / "cli"
-    cli.main([
-        "--dataset", str(image_folder), "--resolution", "16", "--output_dir", str(out), "--max_steps", "2",
+    run_script(
+        "train_tokenizer.py",
+        "--dataset", image_folder, "--resolution", "16", "--output_dir", out, "--max_steps", "2",
         "--batch_size", "4", "--channels", "8", "--z_channels", "8", "--codebook_size", "16", "--code_dim", "4",
         "--perceptual_loss", "none", "--disc_start_step", "1", "--disc_channels", "8", "--disc_layers", "2", "--num_workers", "0",
         "--no_progress",
-    ])
+    )
     assert VQGAN.from_pretrained(out).config.quantizer.codebook_size == 16
 
 
