@@ -1,8 +1,8 @@
 """ImageGenerationPipeline: prior sampling → codebook lookup → decoding, in one call.
 
-A pipeline folder holds tokenizer/ and prior/ (each config.json + model.safetensors) and pipeline.json,
-which names the prior type; the class comes from the explicit table PRIOR_CLASSES, never from a string
-import. Inference only: float32 on CPU unless moved with `to(device)`.
+A pipeline folder (on disk or a Hub repo) holds tokenizer/ and prior/ (each config.json + model.safetensors)
+and pipeline.json, which names the prior type; the class comes from the explicit table PRIOR_CLASSES, never
+from a string import. Inference only: float32 on CPU unless moved with `to(device)`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from prior.gpt import GPTPrior
 from prior.pixelcnn import PixelCNNPrior
 from tokenizer import VQGAN
 from tokenizer.data import ImageTransform, image_to_rgb
+from tokenizer.hub import push_pretrained, resolve_folder
+from tokenizer.vqgan import CONFIG_NAME, WEIGHTS_NAME
 
 PRIOR_CLASSES = {"gpt": GPTPrior, "pixelcnn": PixelCNNPrior}
 PIPELINE_NAME = "pipeline.json"
@@ -61,6 +63,7 @@ class ImageGenerationPipeline:
     # --- files ----------------------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | Path) -> None:
+        """Write tokenizer/ and prior/ (each config.json + model.safetensors) and pipeline.json into `directory`."""
         directory = Path(directory)
         self.tokenizer.save_pretrained(directory / "tokenizer")
         self.prior.save_pretrained(directory / "prior")
@@ -68,11 +71,24 @@ class ImageGenerationPipeline:
         (directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "ImageGenerationPipeline":
-        directory = Path(directory)
-        path = directory / PIPELINE_NAME
-        if not path.is_file():
-            raise ValueError(f"{path} is missing: expected a folder written by ImageGenerationPipeline.save_pretrained")
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> "ImageGenerationPipeline":
+        """Load a folder written by `save_pretrained`, or a Hub repo id holding that layout (only its files are
+        fetched, into the Hugging Face cache). Both models load strictly onto `map_location`."""
+        folder = resolve_folder(
+            name_or_path, [PIPELINE_NAME], "a folder written by ImageGenerationPipeline.save_pretrained",
+            also_download=[f"{part}/{name}" for part in ("tokenizer", "prior") for name in (CONFIG_NAME, WEIGHTS_NAME)],
+            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+        )
+        path = folder / PIPELINE_NAME
         meta = json.loads(path.read_text())
         if meta.get("format") != PIPELINE_FORMAT or meta.get("version") != PIPELINE_VERSION:
             raise ValueError(f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}; expected "
@@ -80,7 +96,22 @@ class ImageGenerationPipeline:
         prior_cls = PRIOR_CLASSES.get(meta.get("prior_type"))
         if prior_cls is None:
             raise ValueError(f"{path}: prior_type {meta.get('prior_type')!r}; expected one of {sorted(PRIOR_CLASSES)}")
-        return cls(VQGAN.from_pretrained(directory / "tokenizer"), prior_cls.from_pretrained(directory / "prior"))
+        return cls(VQGAN.from_pretrained(folder / "tokenizer", map_location=map_location),
+                   prior_cls.from_pretrained(folder / "prior", map_location=map_location))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        commit_message: str | None = None,
+    ):
+        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
+        return push_pretrained(
+            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
+        )
 
     def to(self, device: str | torch.device) -> "ImageGenerationPipeline":
         self.tokenizer.to(device)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .files import load_weights_strict, normalize_data_fields, read_prior_config, save_prior
+from .files import load_prior, normalize_data_fields, push_pretrained, save_prior
 from .sampling import check_codes, check_labels, check_sampling_args, class_labels_tensor, guide, pick_tokens, prefix_tokens
 
 PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
@@ -182,10 +182,35 @@ class PixelCNNPrior(nn.Module):
         return torch.cat(out)
 
     def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json (config and prior_type) and model.safetensors into `directory`."""
         save_prior(self, self.config.to_dict(), self.prior_type, directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> "PixelCNNPrior":
-        model = cls(PixelCNNPriorConfig(**read_prior_config(directory, cls.prior_type)))
-        load_weights_strict(model, directory, map_location)
-        return model.eval()
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> "PixelCNNPrior":
+        """Rebuild from a folder written by `save_pretrained`, or from a Hub repo id (only config.json and
+        model.safetensors are fetched, into the Hugging Face cache). Every weight must be present and match."""
+        return load_prior(cls, PixelCNNPriorConfig, name_or_path, map_location, revision=revision, cache_dir=cache_dir,
+                          local_files_only=local_files_only, token=token)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        commit_message: str | None = None,
+    ):
+        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
+        return push_pretrained(
+            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
+        )

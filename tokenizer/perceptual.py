@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .hub import load_state_dict_strict
+
 PERCEPTUAL_LOSSES = ("stlpips-vgg", "stlpips-alex", "lpips", "none", "auto")
 
 # Trunks the `LPIPS` module can build: "vgg" is torchvision's VGG16 layout (standard LPIPS), the other two
@@ -147,21 +149,6 @@ def _rename_key(key: str) -> str:
     return {"scaling_layer.shift": "shift", "scaling_layer.scale": "scale"}.get(key, key)
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """`load_state_dict(strict=True)`, raising ValueError that names missing/unexpected/misshapen keys."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{type(module).__name__}: state dict does not match; missing keys {missing}, "
-                         f"unexpected keys {unexpected}")
-    misshapen = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state_dict.items()
-                 if v.shape != own[k].shape]
-    if misshapen:
-        raise ValueError(f"{type(module).__name__}: shape mismatch (file vs model) {misshapen}")
-    module.load_state_dict(state_dict, strict=True)
-
-
 class LPIPS(nn.Module):
     """Learned perceptual distance. `forward(x, y) -> (B,)` for images in [-1, 1] of shape (B, 3, H, W).
 
@@ -179,7 +166,7 @@ class LPIPS(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1, bias=False) for c in _CHANNELS[trunk])
         self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1))
-        load_state_dict_strict(self, {_rename_key(k): v for k, v in state_dict.items()})
+        load_state_dict_strict(self, {_rename_key(k): v for k, v in state_dict.items()}, f"the {trunk} state dict")
         self.requires_grad_(False)
         super().train(False)
 

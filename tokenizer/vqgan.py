@@ -1,7 +1,7 @@
 """VQ-GAN tokenizer: encoder → (project to code_dim) → vector quantiser → (project back) → decoder.
 
 `encode` gives indices, `decode` takes indices, `embed` gives code vectors; `forward` is for training.
-A saved model is a folder with config.json and model.safetensors, loaded strictly.
+A saved model is a folder with config.json and model.safetensors, loaded strictly from disk or a Hub repo (hub.py).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .autoencoder import Decoder, Encoder
+from .hub import load_weights_strict, push_pretrained, resolve_folder
 from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
 CONFIG_NAME = "config.json"
@@ -197,31 +198,36 @@ class VQGAN(nn.Module):
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "model": "tessera.VQGAN"})
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "VQGAN":
-        """Rebuild from a folder written by `save_pretrained`; every weight must be present and match."""
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise ValueError(f"{path} is missing: expected a tokenizer folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
-        model = cls(VQGANConfig.from_dict(json.loads(config_path.read_text())))
-        load_state_strict(model, load_file(str(weights_path), device=str(map_location)), weights_path)
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> "VQGAN":
+        """Rebuild from a folder written by `save_pretrained`, or from a Hub repo id (only config.json and
+        model.safetensors are fetched, into the Hugging Face cache). Every weight must be present and match."""
+        folder = resolve_folder(
+            name_or_path, (CONFIG_NAME, WEIGHTS_NAME), "a tokenizer folder", revision=revision,
+            cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+        )
+        model = cls(VQGANConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text())))
+        load_weights_strict(model, folder / WEIGHTS_NAME, map_location)
         return model.eval()
 
-
-def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """load_state_dict(strict=True) with a ValueError that names every missing, unexpected or misshapen key."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshapen = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or misshapen:
-        raise ValueError(
-            f"weights in {source} do not match the config: missing {missing[:10]}, "
-            f"unexpected {unexpected[:10]}, shape mismatches {misshapen[:10]}"
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        commit_message: str | None = None,
+    ):
+        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
+        return push_pretrained(
+            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
         )
-    model.load_state_dict(state, strict=True)
