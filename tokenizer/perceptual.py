@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from torch import nn
 
 from .hub import load_state_dict_strict
 
-PERCEPTUAL_LOSSES = ("stlpips-vgg", "stlpips-alex", "lpips", "none", "auto")
+PERCEPTUAL_LOSSES = ("stlpips-vgg", "stlpips-alex", "lpips", "none")
 
 # Trunks the `LPIPS` module can build: "vgg" is torchvision's VGG16 layout (standard LPIPS), the other two
 # the anti-aliased ST-LPIPS layouts.
@@ -224,7 +223,8 @@ def load_stlpips(name: str) -> LPIPS:
         raise ValueError(f"name={name!r}: expected one of {tuple(_STLPIPS_FILES)}")
     path = stlpips_weights_path(name)
     if not path.is_file():
-        raise RuntimeError(f"{name}: weight file {path} not found; install it with `pip install {_STLPIPS_PIP}`")
+        raise FileNotFoundError(f"{name}: weight file {path} not found; install it with `pip install {_STLPIPS_PIP}`, "
+                                "or choose another perceptual loss (none trains without one)")
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
     return LPIPS(name, state_dict)
 
@@ -244,10 +244,10 @@ def _torchvision_vgg16_cached() -> bool:
 
 def load_lpips() -> LPIPS:
     """Standard LPIPS-VGG: torchvision's ImageNet VGG16 (downloaded to the torch hub cache when missing)
-    plus the `lpips` package's v0.1 heads. RuntimeError naming what is missing when either can't be had."""
+    plus the `lpips` package's v0.1 heads. FileNotFoundError naming what is missing when either can't be had."""
     heads_path = _lpips_heads_path()
     if heads_path is None or not heads_path.is_file():
-        raise RuntimeError("lpips: the linear heads (weights/v0.1/vgg.pth of the `lpips` package) were not "
+        raise FileNotFoundError("lpips: the linear heads (weights/v0.1/vgg.pth of the `lpips` package) were not "
                            "found; install them with `pip install lpips`")
     from torchvision.models import VGG16_Weights
 
@@ -255,7 +255,7 @@ def load_lpips() -> LPIPS:
         # Only the state dict: building torchvision's whole VGG16 would also allocate its 120M-param classifier.
         vgg = VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
     except Exception as err:  # no network and nothing cached: urllib/HTTP/OS errors
-        raise RuntimeError("lpips: torchvision's ImageNet VGG16 weights (VGG16_Weights.IMAGENET1K_V1) are not "
+        raise FileNotFoundError("lpips: torchvision's ImageNet VGG16 weights (VGG16_Weights.IMAGENET1K_V1) are not "
                            f"cached in {torch.hub.get_dir()} and could not be downloaded ({err!r})") from err
     heads = torch.load(heads_path, map_location="cpu", weights_only=True)
     return LPIPS("vgg", lpips_state_dict(vgg, heads))
@@ -284,42 +284,25 @@ def _check_name(name: str) -> None:
 
 
 def is_available(name: str) -> bool:
-    """Whether `build_perceptual_loss(name)` can load real weights here without a download.
-    "none" is always available; "auto" when any real one is."""
+    """Whether `build_perceptual_loss(name)` can load real weights here without a download ("none": always)."""
     _check_name(name)
     if name in _STLPIPS_FILES:
         return stlpips_weights_path(name).is_file()
     if name == "lpips":
         heads_path = _lpips_heads_path()
         return heads_path is not None and heads_path.is_file() and _torchvision_vgg16_cached()
-    if name == "auto":
-        return any(is_available(n) for n in ("stlpips-vgg", "stlpips-alex", "lpips"))
     return True  # "none"
 
 
-def build_perceptual_loss(name: str = "auto") -> nn.Module | None:
+def build_perceptual_loss(name: str) -> nn.Module | None:
     """The perceptual distance module named `name` (see PERCEPTUAL_LOSSES), or None for "none".
 
-    "auto": ST-LPIPS VGG if its wheel is installed, else standard LPIPS if loadable, else None with a
-    warning. A named loss whose weights are missing raises RuntimeError.
+    There is no fallback: a named loss whose weights are missing raises FileNotFoundError saying how to get them,
+    so a run never trains without the loss its config records.
     """
     _check_name(name)
     if name == "none":
         return None
     if name in _STLPIPS_FILES:
         return load_stlpips(name)
-    if name == "lpips":
-        return load_lpips()
-    # "auto"
-    if is_available("stlpips-vgg"):
-        return load_stlpips("stlpips-vgg")
-    reason = f"{_STLPIPS_PIP} is not installed"
-    if _lpips_heads_path() is not None:  # only try (and maybe download the VGG16) when lpips is installed
-        try:
-            return load_lpips()
-        except RuntimeError as err:
-            reason += f"; {err}"
-    else:
-        reason += "; the lpips package is not installed"
-    warnings.warn(f"perceptual loss is off: {reason}", stacklevel=2)
-    return None
+    return load_lpips()

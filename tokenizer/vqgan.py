@@ -28,24 +28,33 @@ DOWNSAMPLE_FACTORS = (4, 8, 16)
 
 @dataclass
 class VQGANConfig:
-    resolution: int = 32
-    in_channels: int = 3
-    channels: int = 64
-    channel_mult: tuple[int, ...] = (1, 2, 2)  # one entry per level; len - 1 downsamplings
-    num_res_blocks: int = 1
-    z_channels: int = 64
-    use_attention: bool = False  # self-attention at the lowest resolution
+    resolution: int = field(default=32, metadata={"flag": "resolution", "help": "image side in pixels"})
+    in_channels: int = field(default=3, metadata={"flag": "in_channels", "help": "image channels"})
+    channels: int = field(default=64, metadata={"help": "base width of the encoder and decoder"})
+    downsample_factor: int = field(default=4, metadata={
+        "help": f"one of {DOWNSAMPLE_FACTORS}: the code grid is resolution / factor (32 px at 4 -> 8x8 codes)"})
+    # One entry per level (log2(factor) + 1 of them); None picks (1, 2, 2, 4, 4) cut to that length.
+    channel_mult: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "width multipliers per level, log2(factor)+1 entries; none = 1,2,2,4,4 cut to length"})
+    num_res_blocks: int = field(default=1, metadata={"help": "residual blocks per level"})
+    z_channels: int = field(default=64, metadata={"help": "channels of the latent before the code projection"})
+    use_attention: bool = field(default=False, metadata={"flag": "attention", "help": "self-attention at the lowest resolution"})
     dropout: float = 0.0
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.quantizer, dict):
             self.quantizer = QuantizerConfig(**self.quantizer)
-        self.channel_mult = tuple(int(m) for m in self.channel_mult)
         if self.downsample_factor not in DOWNSAMPLE_FACTORS:
+            raise ValueError(f"downsample_factor={self.downsample_factor}: expected one of {DOWNSAMPLE_FACTORS}")
+        levels = int(math.log2(self.downsample_factor)) + 1
+        if self.channel_mult is None:
+            self.channel_mult = (1, 2, 2, 4, 4)[:levels]
+        self.channel_mult = tuple(int(m) for m in self.channel_mult)
+        if len(self.channel_mult) != levels:
             raise ValueError(
-                f"channel_mult={list(self.channel_mult)} gives downsample factor {self.downsample_factor}; "
-                f"expected one of {DOWNSAMPLE_FACTORS} (2, 3 or 4 downsamplings: 3, 4 or 5 entries)"
+                f"channel_mult={list(self.channel_mult)} has {len(self.channel_mult)} entries; downsample factor "
+                f"{self.downsample_factor} needs {levels} (one per level)"
             )
         if self.resolution <= 0 or self.resolution % self.downsample_factor:
             raise ValueError(
@@ -57,10 +66,6 @@ class VQGANConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
 
     @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
-
-    @property
     def grid_shapes(self) -> list[tuple[int, int]]:
         """One (h, w) grid per level; a flat VQ-GAN has one level (VQ-VAE-2 will have two)."""
         side = self.resolution // self.downsample_factor
@@ -69,18 +74,6 @@ class VQGANConfig:
     @property
     def codebook_size(self) -> int:
         return self.quantizer.codebook_size
-
-    @classmethod
-    def with_downsample_factor(cls, factor: int, channel_mult: tuple[int, ...] | None = None, **kwargs) -> "VQGANConfig":
-        """Build a config from a downsample factor (4, 8, 16) by picking a channel_mult of the right length."""
-        if factor not in DOWNSAMPLE_FACTORS:
-            raise ValueError(f"downsample_factor={factor}: expected one of {DOWNSAMPLE_FACTORS}")
-        levels = int(math.log2(factor)) + 1
-        if channel_mult is None:
-            channel_mult = (1, 2, 2, 4, 4)[:levels]
-        elif len(channel_mult) != levels:
-            raise ValueError(f"channel_mult={list(channel_mult)} has {len(channel_mult)} entries; factor {factor} needs {levels}")
-        return cls(channel_mult=tuple(channel_mult), **kwargs)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -91,6 +84,8 @@ class VQGANConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown VQGANConfig fields {unknown}; expected a subset of {sorted(known)}")
+        if "downsample_factor" not in data and data.get("channel_mult"):  # folders saved before the field existed
+            data = {**data, "downsample_factor": 2 ** (len(data["channel_mult"]) - 1)}
         return cls(**data)
 
 
