@@ -34,7 +34,8 @@ LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear"
 MIXED_PRECISION = ("no", "fp16", "bf16")
 # curves.png panels: title -> metric names (pipelines.training_run draws them)
 CURVES = {
-    "losses": ["loss", "pixel_loss", "perceptual_loss", "quantizer_loss", "gan_loss", "disc_loss"],
+    "losses": ["loss", "pixel_loss", "perceptual_loss", "quantizer_loss"],
+    "GAN": ["gan_loss", "disc_loss"],
     "PSNR (dB)": ["psnr"],
     "codebook usage": ["codebook_usage"],
     "codebook perplexity": ["perplexity"],
