@@ -11,8 +11,8 @@ same number of test images, the floor a prior over its codes can reach. Prints o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from pipelines import ImageGenerationPipeline
+from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
 from pipelines.decoder import load_decoder
+from pipelines.demo import run_demo
 from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
 from prior import GPTPrior
 from pipelines.training import train_prior
@@ -45,10 +46,8 @@ def fashion_mnist(args, workdir: Path) -> dict:
     started = time.perf_counter()
     tokenizer_dir = train_small_tokenizer(workdir / "tokenizer", args.tokenizer_steps, args.data_dir)
     codes = workdir / "codes"
-    command = [sys.executable, str(ROOT / "scripts" / "tokenize_dataset.py"), "--tokenizer", str(tokenizer_dir),
-               "--dataset", "fashion-mnist", "--resize_mode", "pad", "--output_dir", str(codes), "--no_progress",
-               "--num_workers", "1"] + (["--data_dir", args.data_dir] if args.data_dir else [])
-    subprocess.run(command, check=True, capture_output=True)
+    tokenize_dataset(tokenizer_dir, TokenizeDatasetConfig(dataset="fashion-mnist", resize_mode="pad", output_dir=str(codes),
+                                                          data_dir=args.data_dir, num_workers=1, progress=False))
     config = TrainPriorConfig(codes_dir=str(codes), output_dir=str(workdir / "prior"), prior="gpt", size=args.prior_size,
                               max_steps=args.prior_steps, batch_size=64, learning_rate=1e-3, warmup_steps=100,
                               class_dropout=0.1, eval_every=args.prior_steps, checkpoint_every=args.prior_steps,
@@ -73,17 +72,16 @@ def fashion_mnist(args, workdir: Path) -> dict:
 
 
 def emoji(args, workdir: Path) -> dict:
-    """The demo's flow at its default budget; its metrics.json has what we need. With --emoji_from, the
-    output folder of a demo that already ran is read instead (the demo takes most of 20 minutes)."""
+    """The demo's flow (run_demo) at its default budget; its metrics.json has what we need. With --emoji_from,
+    the output folder of a demo that already ran is read instead (the demo takes most of 20 minutes)."""
     started = time.perf_counter()
     demo = Path(args.emoji_from) if args.emoji_from else workdir / "demo"
     if not args.emoji_from:
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--output_dir", str(demo),
-                        "--eval_images", str(args.emoji_images)], check=True, capture_output=True)
+        run_demo(demo, eval_images=args.emoji_images)
     metrics = json.loads((demo / "metrics.json").read_text())
     pipe = ImageGenerationPipeline.from_pretrained(demo / "pipeline")
     return {
-        "source": str(demo) if args.emoji_from else "demo.py run by this benchmark",
+        "source": str(demo) if args.emoji_from else "run_demo run by this benchmark",
         "seconds": metrics["timings"]["total_s"] if args.emoji_from else time.perf_counter() - started,
         "tokenizer_rfid": metrics["tokenizer"]["rfid"],
         **metrics["generation"],
@@ -110,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
     result = {"threads": torch.get_num_threads()}
-    with tempfile.TemporaryDirectory() as tmp:
+    # The stages' own lines (tokenize summary, resume notes) go to stderr: stdout stays one JSON object.
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         result["fashion_mnist"] = fashion_mnist(args, Path(tmp) / "fmnist")
         if not args.skip_emoji:
             result["emoji"] = emoji(args, Path(tmp) / "emoji")

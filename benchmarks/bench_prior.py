@@ -16,10 +16,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipelines import TokenizeDatasetConfig, tokenize_dataset
 from prior import CodesDataset, GPTPrior, GPTPriorConfig
 from prior.sampling import pick_tokens
 from prior.training import PriorTrainer, TrainPriorConfig, prior_loss
@@ -170,12 +171,8 @@ def make_codes(workdir: Path, args) -> Path:
 
     tokenizer = train_small_tokenizer(workdir / "tokenizer", args.tokenizer_steps, args.data_dir)
     codes = workdir / "codes"
-    command = [sys.executable, str(ROOT / "scripts" / "tokenize_dataset.py"), "--tokenizer", str(tokenizer),
-               "--dataset", "fashion-mnist", "--resize_mode", "pad", "--output_dir", str(codes), "--no_progress",
-               "--num_workers", "1"]
-    if args.data_dir:
-        command += ["--data_dir", args.data_dir]
-    subprocess.run(command, check=True, capture_output=True)
+    tokenize_dataset(tokenizer, TokenizeDatasetConfig(dataset="fashion-mnist", resize_mode="pad", output_dir=str(codes),
+                                                      data_dir=args.data_dir, num_workers=1, progress=False))
     return codes
 
 
@@ -226,7 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"threads": torch.get_num_threads()}
     if "sampling" in parts:
         result["sampling"] = sampling_speed(args)
-    with tempfile.TemporaryDirectory() as tmp:
+    # The stages' own lines (tokenize summary, resume notes) go to stderr: stdout stays one JSON object.
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         tmp = Path(tmp)
         codes = Path(args.codes) if args.codes else make_codes(tmp, args) if parts - {"sampling"} else None
         if "training" in parts:

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Benchmark: tokenizing Fashion-MNIST train (60,000 images) into index files, and reading them back.
 
-Reports, as one JSON object: images/s of scripts/tokenize_dataset.py next to the raw `VQGAN.encode`
-throughput of the same model on in-memory tensors of the same batch size (goal: at least 0.8 of raw),
-peak memory of the tokenize process for 6,000 and for 60,000 images (it must not grow with the data),
-bytes on disk per image, and the time to open the codes folder and read 10,000 random items.
+Reports, as one JSON object: images/s of `pipelines.tokenize_dataset` (the figure of its summary: encoding
+and writing, without loading) next to the raw `VQGAN.encode` throughput of the same model on in-memory tensors
+of the same batch size (goal: at least 0.8 of raw), peak memory of the tokenize run for 6,000 and for 60,000
+images (it must not grow with the data), bytes on disk per image, and the time to open the codes folder and
+read 10,000 random items. Each tokenize run is a fresh child process (multiprocessing, spawn) whose peak
+resident memory (VmHWM) is its own: imports, model, data and encoding, as a user's run of
+scripts/tokenize_dataset.py would have.
 
     python benchmarks/bench_tokenize.py --tokenizer runs/fmnist-vq      # a tokenizer from "Stage one"
     python benchmarks/bench_tokenize.py                                 # trains a small one first (--train_steps)
@@ -15,16 +18,19 @@ Needs the Debian package dataset-fashion-mnist (or --data_dir with the IDX files
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import subprocess
+import multiprocessing
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipelines import TokenizeDatasetConfig, tokenize_dataset
 from prior import CodesDataset
 from tokenizer import VQGAN, VQGANConfig
 from tokenizer.data import ImageDataConfig
@@ -32,9 +38,6 @@ from tokenizer.losses import LossConfig
 from tokenizer.quantizer import QuantizerConfig
 from pipelines.training import train_tokenizer
 from tokenizer.training import TrainTokenizerConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def train_small_tokenizer(output: Path, steps: int, data_dir: str | None) -> Path:
     """The benchmark tokenizer of bench_tokenizer.py (8x8 grid, 512 codes), trained briefly."""
@@ -62,19 +65,26 @@ def raw_encode_images_per_s(tokenizer: Path, batch_size: int, batches: int = 20)
     return batch_size * batches / (time.perf_counter() - start)
 
 
+def _tokenize_and_measure(tokenizer: str, config: TokenizeDatasetConfig) -> dict:
+    """In the child process: tokenize_dataset's summary, with the child's own peak resident memory."""
+    with contextlib.redirect_stdout(sys.stderr):  # its summary line comes back as a value; stdout stays one JSON object
+        summary = tokenize_dataset(tokenizer, config)["summary"]
+    # Not ru_maxrss (the summary's peak_rss_mb): Linux carries a parent's peak over fork+exec into the child's
+    # ru_maxrss, so after training a tokenizer here it would report this benchmark's peak. VmHWM belongs to the
+    # child's own address space, which exec made fresh.
+    status = Path("/proc/self/status").read_text()
+    hwm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return {**summary, "peak_rss_mb": round(hwm_kb / 1024, 1)}
+
+
 def tokenize(tokenizer: Path, output: Path, args, max_images: int | None) -> dict:
-    """Run the command line in a child process, so its peak memory is its own."""
-    command = [
-        sys.executable, str(ROOT / "scripts" / "tokenize_dataset.py"), "--tokenizer", str(tokenizer),
-        "--dataset", "fashion-mnist", "--resize_mode", "pad", "--split", "train", "--output_dir", str(output),
-        "--batch_size", str(args.batch_size), "--num_workers", str(args.num_workers), "--no_progress",
-    ]
-    if max_images:
-        command += ["--max_images", str(max_images)]
-    if args.data_dir:
-        command += ["--data_dir", args.data_dir]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])  # the script's summary, with its own peak RSS
+    """Tokenize Fashion-MNIST train in a fresh child process (spawn: nothing of this one), so its peak memory is its own."""
+    config = TokenizeDatasetConfig(dataset="fashion-mnist", resize_mode="pad", split="train", output_dir=str(output),
+                                   data_dir=args.data_dir, max_images=max_images, batch_size=args.batch_size,
+                                   num_workers=args.num_workers, progress=False)
+    # ProcessPoolExecutor's workers are not daemons, so the tokenize run may start its DataLoader workers.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(_tokenize_and_measure, str(tokenizer), config).result()
 
 
 def read_back(codes: Path, items: int) -> dict:

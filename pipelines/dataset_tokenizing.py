@@ -74,7 +74,7 @@ def tokenize_dataset(tokenizer: VQGAN | str | Path, config: TokenizeDatasetConfi
     `tokenizer` is a VQGAN or a folder written by its `save_pretrained` (a model is moved to this
     process's device and put in eval mode). Prints the resume state, unreadable inputs and one JSON
     summary line (count, skipped, shards, dtype, grid, seconds, images/s, peak RSS) on the main process.
-    Returns the manifest on the main process and None on the others.
+    Returns the manifest, with that summary under "summary", on the main process and None on the others.
     """
     # PartialState ignores ACCELERATE_USE_CPU (the Accelerator reads it): without it, processes started on CPU by
     # `accelerate launch` would each think they are alone and write every shard.
@@ -106,7 +106,9 @@ def tokenize_dataset(tokenizer: VQGAN | str | Path, config: TokenizeDatasetConfi
         if manifest["num_skipped"]:
             first = ", ".join(f"{n}: {r}" for n, r in manifest["skipped"][:5])
             print(f"skipped {manifest['num_skipped']} unreadable inputs (first: {first}); all are listed in the manifest")
-        print(json.dumps(_summary(config, manifest, todo, elapsed)))
+        summary = _summary(config, manifest, todo, elapsed)
+        print(json.dumps(summary))
+        manifest = {**manifest, "summary": summary}  # not in manifest.json: it describes this run, not the codes
     state.wait_for_everyone()  # no process goes on (e.g. to train on the codes) before the manifest exists
     return manifest
 

@@ -54,6 +54,9 @@ def test_round_trip_labels_and_skipped(tokenizer_dir, folder, tmp_path):
     assert manifest["num_skipped"] == 1 and manifest["skipped"][0][0] == "bees/3_corrupt.png"
     assert len(manifest["shards"]) == 5 and manifest["source"]["dataset"] == str(folder)
     assert manifest["tokenizer_dir"] == str(Path(tokenizer_dir).resolve())
+    summary = manifest.pop("summary")  # the printed run summary is returned beside the manifest, not written into it
+    assert summary["count"] == 21 and summary["images_per_s"] > 0
+    assert manifest == json.loads((out / "manifest.json").read_text())
     ds.verify()
 
 

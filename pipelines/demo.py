@@ -1,0 +1,116 @@
+"""The demo as a library function: the whole two-stage flow on the built-in emoji set at 32x32, on CPU.
+
+`run_demo(output_dir)` trains a VQ-GAN tokenizer (8x8 codes), tokenizes the emoji with mirrored copies,
+trains a GPT prior on the codes, samples a grid through the pipeline and evaluates reconstructions and
+samples. scripts/demo.py is its command line; benchmarks/bench_pipeline.py runs it in-process.
+Both training configs resume from their latest checkpoint, so a second run continues (or reuses) the first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from pipelines.dataset_tokenizing import TokenizeDatasetConfig, tokenize_dataset
+from pipelines.decoder import load_decoder
+from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
+from pipelines.generation import ImageGenerationPipeline
+from pipelines.training import train_prior, train_tokenizer
+from prior import GPTPrior
+from prior.training import TrainPriorConfig
+from tokenizer import VQGAN, VQGANConfig
+from tokenizer.data import ImageDataConfig, build_image_dataset
+from tokenizer.discriminator import DiscriminatorConfig
+from tokenizer.evaluation import save_reconstruction_grid
+from tokenizer.losses import LossConfig
+from tokenizer.quantizer import QuantizerConfig
+from tokenizer.training import TrainTokenizerConfig
+
+def tokenizer_config(output_dir: Path, steps: int) -> TrainTokenizerConfig:
+    model = VQGANConfig(
+        downsample_factor=4, resolution=32, channels=32, z_channels=32,
+        quantizer=QuantizerConfig(codebook_size=256, code_dim=8, dead_code_threshold=1.0),
+    )
+    return TrainTokenizerConfig(
+        output_dir=str(output_dir / "tokenizer"),
+        data=ImageDataConfig(dataset="emoji", split="train", resolution=32, random_flip=True),
+        model=model,
+        loss=LossConfig(reconstruction_loss="l1", perceptual_loss="stlpips-alex", perceptual_weight=0.1,
+                        gan_weight=0.1, disc_start_step=int(steps * 0.6)),
+        discriminator=DiscriminatorConfig(channels=32, num_layers=2),
+        max_steps=steps, batch_size=32, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=min(50, steps // 4),
+        num_workers=1, log_every=25, image_every=max(steps // 4, 1), checkpoint_every=max(steps // 2, 1),
+        resume_from_checkpoint="latest",  # a second `make demo` continues (or reuses) the first one's run
+    )
+
+
+def tokenize_config(codes_dir: Path, max_images: int | None) -> TokenizeDatasetConfig:
+    return TokenizeDatasetConfig(dataset="emoji", split="train", output_dir=str(codes_dir), max_images=max_images,
+                                 flip=True, num_workers=1)
+
+
+def prior_config(output_dir: Path, steps: int) -> TrainPriorConfig:
+    return TrainPriorConfig(
+        codes_dir=str(output_dir / "codes"), output_dir=str(output_dir / "prior"), prior="gpt", size="small",
+        include_flipped=True, max_steps=steps, batch_size=32, learning_rate=1e-3, warmup_steps=min(100, steps // 4),
+        ema_decay=0.0, eval_every=max(steps // 4, 1), sample_every=max(steps // 2, 1), checkpoint_every=max(steps // 2, 1),
+        resume_from_checkpoint="latest",
+    )
+
+
+def run_demo(output_dir: str | Path, tokenizer_steps: int = 400, prior_steps: int = 900, eval_images: int = 150,
+             quick: bool = False) -> dict:
+    """Run the demo into `output_dir` and return what it writes to <output_dir>/metrics.json.
+
+    Writes tokenizer/, codes/, prior/, pipeline/ (ImageGenerationPipeline.from_pretrained), samples.png
+    (64 samples), reconstructions.png (top: held-out emoji, bottom: decoded) and metrics.json (tokenizer,
+    generation when eval_images > 0, prior_val_bits_per_token, timings). `quick` shrinks every stage to a few
+    steps and skips FID (a smoke test); the defaults take under 20 minutes on 2 cores.
+    """
+    if quick:
+        tokenizer_steps, prior_steps, eval_images = 2, 2, 0
+    output = Path(output_dir)
+    timings, started = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.perf_counter() - started - sum(timings.values()), 1)
+
+    torch.manual_seed(0)
+    tokenizer_dir = train_tokenizer(tokenizer_config(output, tokenizer_steps))
+    lap("train_tokenizer_s")
+    tokenize_dataset(tokenizer_dir, tokenize_config(output / "codes", 64 if quick else None))
+    lap("tokenize_s")
+    prior_dir = train_prior(prior_config(output, prior_steps), load_decoder(tokenizer_dir))
+    lap("train_prior_s")
+    pipe = ImageGenerationPipeline(VQGAN.from_pretrained(tokenizer_dir), GPTPrior.from_pretrained(prior_dir))
+    test = ImageDataConfig(dataset="emoji", split="test", resolution=32)  # held-out: reconstructions and every metric
+    _save_pipeline_and_grids(pipe, test, output)
+    lap("sample_s")
+    metrics = _evaluate(pipe, test, Path(prior_dir), eval_images)
+    lap("evaluate_s")
+    metrics["timings"] = {**timings, "total_s": round(time.perf_counter() - started, 1)}
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _save_pipeline_and_grids(pipe: ImageGenerationPipeline, test: ImageDataConfig, output: Path) -> None:
+    pipe.save_pretrained(output / "pipeline")
+    samples = pipe(64, top_k=64, generator=torch.Generator().manual_seed(0), output_type="pt").images  # (64, 3, 32, 32)
+    save_image(samples, output / "samples.png", nrow=8)
+    dataset = build_image_dataset(test)
+    save_reconstruction_grid(pipe.tokenizer, torch.stack([dataset[i]["image"] for i in range(16)]), output / "reconstructions.png")
+
+
+def _evaluate(pipe: ImageGenerationPipeline, test: ImageDataConfig, prior_dir: Path, eval_images: int) -> dict:
+    """Tokenizer metrics on the whole test split; rFID and generation FID/KID on `eval_images` of it."""
+    metrics = {"tokenizer": evaluate_tokenizer(pipe.tokenizer, test, rfid=False, progress=False)}
+    if eval_images > 0:
+        metrics["tokenizer"]["rfid"] = evaluate_tokenizer(pipe.tokenizer, test, num_images=eval_images, progress=False)["rfid"]
+        metrics["generation"] = evaluate_generation(pipe, test, num_images=eval_images, top_k=64, progress=False)
+    lines = [json.loads(line) for line in (prior_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics["prior_val_bits_per_token"] = next((l["val_bits_per_token"] for l in reversed(lines) if l.get("val_bits_per_token")), None)
+    return metrics
