@@ -26,25 +26,57 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def save_prior(model: nn.Module, config: dict[str, Any], prior_type: str, directory: str | Path) -> None:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_NAME).write_text(json.dumps({"prior_type": prior_type, **config}, indent=2) + "\n")
-    save_model(model, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "model": f"tessera.{prior_type}"})
+class PriorFiles:
+    """save_pretrained / from_pretrained / push_to_hub shared by the priors. A subclass sets `prior_type` (written
+    into config.json and checked on load) and `config_class`; its instances have `config` with `to_dict()`."""
 
+    prior_type: str
+    config_class: type
 
-def load_prior(cls: type[nn.Module], config_cls: type, name_or_path: str | Path, map_location: str | torch.device = "cpu",
-               **hub: Any) -> nn.Module:
-    """A prior of class `cls` from a folder or Hub repo id (`hub`: revision, cache_dir, local_files_only, token),
-    checking the folder is complete and holds this prior type; weights loaded strictly onto `map_location`."""
-    folder = resolve_folder(name_or_path, (CONFIG_NAME, WEIGHTS_NAME), "a prior folder", **hub)
-    config = json.loads((folder / CONFIG_NAME).read_text())
-    found = config.pop("prior_type", None)
-    if found != cls.prior_type:
-        raise ValueError(f"{folder} holds a {found!r} prior; expected {cls.prior_type!r}")
-    model = cls(config_cls(**config))
-    load_weights_strict(model, folder / WEIGHTS_NAME, map_location)
-    return model.eval()
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json (config and prior_type) and model.safetensors into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"prior_type": self.prior_type, **self.config.to_dict()}
+        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        save_model(self, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "model": f"tessera.{self.prior_type}"})
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        map_location: str | torch.device = "cpu",
+    ):
+        """Rebuild from a folder written by `save_pretrained`, or from a Hub repo id (only config.json and
+        model.safetensors are fetched, into the Hugging Face cache). The folder must hold this prior type, and
+        every weight must be present and match."""
+        folder = resolve_folder(name_or_path, (CONFIG_NAME, WEIGHTS_NAME), "a prior folder", revision=revision,
+                                cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        found = config.pop("prior_type", None)
+        if found != cls.prior_type:
+            raise ValueError(f"{folder} holds a {found!r} prior; expected {cls.prior_type!r}")
+        model = cls(cls.config_class(**config))
+        load_weights_strict(model, folder / WEIGHTS_NAME, map_location)
+        return model.eval()
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        commit_message: str | None = None,
+    ):
+        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
+        return push_pretrained(self, repo_id, revision=revision, private=private, token=token,
+                               commit_message=commit_message)
 
 
 def resolve_folder(

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from .files import load_prior, normalize_data_fields, push_pretrained, save_prior
+from .files import PriorFiles, normalize_data_fields
 from .kv_cache import preallocated_cache
 from .sampling import (
     check_codes,
@@ -81,10 +80,11 @@ class GPTPriorConfig:
         return dataclasses.asdict(self)
 
 
-class GPTPrior(nn.Module):
+class GPTPrior(PriorFiles, nn.Module):
     """codes (B, h, w) [+ labels (B,)] → logits (B, h, w, K); `sample` writes new grids."""
 
     prior_type = "gpt"
+    config_class = GPTPriorConfig
 
     def __init__(self, config: GPTPriorConfig):
         super().__init__()
@@ -190,38 +190,3 @@ class GPTPrior(nn.Module):
             step_input = double(new) if use_cache else context
         return tokens
 
-    # --- files ----------------------------------------------------------------------------------------
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json (config and prior_type) and model.safetensors into `directory`."""
-        save_prior(self, self.config.to_dict(), self.prior_type, directory)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | Path,
-        *,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> "GPTPrior":
-        """Rebuild from a folder written by `save_pretrained`, or from a Hub repo id (only config.json and
-        model.safetensors are fetched, into the Hugging Face cache). Every weight must be present and match."""
-        return load_prior(cls, GPTPriorConfig, name_or_path, map_location, revision=revision, cache_dir=cache_dir,
-                          local_files_only=local_files_only, token=token)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        revision: str | None = None,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        commit_message: str | None = None,
-    ):
-        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
-        return push_pretrained(
-            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
-        )

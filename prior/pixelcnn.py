@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .files import load_prior, normalize_data_fields, push_pretrained, save_prior
+from .files import PriorFiles, normalize_data_fields
 from .sampling import check_codes, check_labels, check_sampling_args, class_labels_tensor, guide, pick_tokens, prefix_tokens
 
 PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
@@ -111,10 +110,11 @@ def _gate(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(a) * torch.sigmoid(b)
 
 
-class PixelCNNPrior(nn.Module):
+class PixelCNNPrior(PriorFiles, nn.Module):
     """codes (B, h, w) [+ labels (B,)] → logits (B, h, w, K), with the same `sample` API as GPTPrior."""
 
     prior_type = "pixelcnn"
+    config_class = PixelCNNPriorConfig
 
     def __init__(self, config: PixelCNNPriorConfig):
         super().__init__()
@@ -180,37 +180,3 @@ class PixelCNNPrior(nn.Module):
                 codes[:, t] = pick_tokens(logits, temperature, top_k, top_p, generator)
             out.append(codes.reshape(-1, h, w))
         return torch.cat(out)
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json (config and prior_type) and model.safetensors into `directory`."""
-        save_prior(self, self.config.to_dict(), self.prior_type, directory)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | Path,
-        *,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> "PixelCNNPrior":
-        """Rebuild from a folder written by `save_pretrained`, or from a Hub repo id (only config.json and
-        model.safetensors are fetched, into the Hugging Face cache). Every weight must be present and match."""
-        return load_prior(cls, PixelCNNPriorConfig, name_or_path, map_location, revision=revision, cache_dir=cache_dir,
-                          local_files_only=local_files_only, token=token)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        revision: str | None = None,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        commit_message: str | None = None,
-    ):
-        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
-        return push_pretrained(
-            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
-        )
