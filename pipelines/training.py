@@ -3,6 +3,7 @@ shared run machinery (pipelines.training_run). Scripts, the demo, benchmarks and
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -13,17 +14,23 @@ from tokenizer.vqgan import VQGAN
 from .training_run import TrainingRun
 
 
-def train_tokenizer(config: TrainTokenizerConfig, model: VQGAN | None = None) -> Path:
-    """Train a VQ-GAN tokenizer; saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
+@contextlib.contextmanager
+def _benign_scheduler_warning_silenced():
+    # accelerate wraps optimizer.step, which hides the call from the scheduler's order check: benign.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        yield
+
+
+def train_tokenizer(config: TrainTokenizerConfig, model: VQGAN | None = None) -> Path:
+    """Train a VQ-GAN tokenizer; saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
+    with _benign_scheduler_warning_silenced():
         run = TrainingRun(config, TokenizerTrainer.curves, project_name="tokenizer")
         return TokenizerTrainer(config, run, model).train()
 
 
 def train_prior(config: TrainPriorConfig, decoder: Decoder | None = None) -> Path:
     """Train a GPT or PixelCNN prior on a codes folder; saves config.json + model.safetensors in output_dir."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+    with _benign_scheduler_warning_silenced():
         run = TrainingRun(config, PriorTrainer.curves, project_name=f"{config.prior} prior")
         return PriorTrainer(config, run, decoder).train()
