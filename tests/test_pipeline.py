@@ -120,21 +120,36 @@ def test_sample_cli_writes_grid_and_images(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["each", "g2.png", "grid.png", "pipe"]
 
 
-def test_evaluate_generation_caches_reference_features(tmp_path, monkeypatch):
+def test_evaluate_generation_reports_the_protocol_with_floors_and_caches_features(tmp_path, monkeypatch):
     tokenizer = tiny_tokenizer()
     pipe = ImageGenerationPipeline(tokenizer, tiny_prior("gpt", tokenizer))
-    data = ImageDataConfig(dataset=str(write_images(tmp_path / "data", 6)), split="test", resolution=16)
-    settings = dict(num_images=4, class_labels="uniform", guidance_scale=2.0, cache_dir=tmp_path / "cache", progress=False)
+    root = tmp_path / "data"
+    write_images(root / "train", 6, seed=1)
+    write_images(root / "test", 6)
+    data = ImageDataConfig(dataset=str(root), split="test", resolution=16)
+    settings = dict(num_images=5, class_labels="uniform", guidance_scale=2.0, cache_dir=tmp_path / "cache", progress=False)
     first = evaluate_generation(pipe, data, **settings)
-    assert {"fid", "kid_mean", "kid_std", "num_images"} <= first.keys() and first["num_images"] == 4
-    assert np.isfinite(first["fid"]) and first["fid"] >= 0
+    assert {"fid", "kid_mean", "kid_std", "precision", "recall", "num_images"} <= first.keys()
+    assert first["num_images"] == first["num_reference_images"] == 5
+    assert np.isfinite(first["fid"]) and first["fid"] >= 0 and 0 <= first["precision"] <= 1
     assert first["kid_std"] > 1e-9  # KID subsets differ from one another (not every image each time)
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    # Floors at the same count: 5 train images against the 5 test ones, and the tokenizer's reconstructions.
+    real, recon = first["floor"]["real"], first["floor"]["tokenizer"]
+    assert real["split"] == "train" and real["num_images"] == recon["num_images"] == 5
+    assert {"fid", "kid_mean", "kid_std", "precision", "recall"} <= real.keys() & recon.keys()
+    assert real["fid"] != recon["fid"]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 3  # test split, train split, reconstructions
 
     from pipelines import evaluation
 
     def no_reading(*a, **k):
-        raise AssertionError("the reference split was read again instead of the cache")
+        raise AssertionError("a split was read again instead of the cache")
 
-    monkeypatch.setattr(evaluation, "build_image_dataset", no_reading)
-    assert evaluate_generation(pipe, data, **settings) == first
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "split_images", no_reading)
+        assert evaluate_generation(pipe, data, **settings) == first
+    with torch.no_grad():  # another tokenizer: its reconstructions are not the cached ones
+        pipe.tokenizer.decoder.last_layer.add_(0.1)
+    assert evaluate_generation(pipe, data, **settings)["floor"]["tokenizer"] != recon
+    with pytest.raises(ValueError, match="disjoint"):
+        evaluate_generation(pipe, data, floor_split="test", **settings)

@@ -46,7 +46,7 @@ def test_evaluate_cli_writes_all_keys(folder, tmp_path):
     result = run_script("evaluate.py", "--tokenizer", tmp_path / "tok", "--dataset", folder, "--split", "train",
                         "--num_images", "4", "--batch_size", "3", "--output_json", out)
     written = json.loads(out.read_text())
-    assert {"psnr", "ssim", "codebook_usage", "perplexity", "rfid"} <= written.keys()
+    assert {"psnr", "ssim", "lpips", "codebook_usage", "perplexity", "rfid"} <= written.keys() and written["lpips"] > 0
     assert written["num_images"] == 4 and np.isfinite(written["rfid"]) and written["rfid"] >= 0
     assert 0 < written["codebook_usage"] <= 1 and json.loads(result.stdout) == written
     assert '"psnr"' in result.stdout
