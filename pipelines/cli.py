@@ -6,7 +6,8 @@ may share a flag only when both name it explicitly (`resolution` sets the data's
 `--name` and `--no_name`; tuples take comma-separated values; `none` clears an optional value.
 
 `--config run.json` starts from a saved config (e.g. the `train_config.json` a run writes); flags given beside
-it override its values; fields in neither keep the dataclass default.
+it override its values; fields in neither keep the dataclass default. Where the parser is given presets (named
+partial configs as plain dicts, e.g. tokenizer.presets), `--preset NAME` lays one under the config file and flags.
 
 `run_command(main)` turns the project's own ValueError / FileNotFoundError into `error: ...` on stderr with exit
 status 2, as argparse does for bad flags; any other exception keeps its traceback.
@@ -112,15 +113,20 @@ def _show(value: Any) -> str:
 
 
 def config_parser(cls: type, description: str | None = None, groups: dict[str, str] | None = None,
-                  default_group: str = "training") -> argparse.ArgumentParser:
+                  default_group: str = "training", presets: dict[str, dict] | None = None) -> argparse.ArgumentParser:
     """An ArgumentParser with `--config FILE` and one flag per leaf of `cls`, grouped by top-level field.
 
     groups: top-level nested field name → group title; other leaves go under `default_group`.
+    presets: name → partial config dict; adds `--preset NAME` (parse_config applies it first).
     """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      argument_default=argparse.SUPPRESS)
     parser.add_argument(f"--{CONFIG_FLAG}", metavar="FILE",
                         help="a saved config (e.g. the train_config.json of a run) to start from; flags override it")
+    parser.presets = dict(presets or {})
+    if presets:
+        parser.add_argument("--preset", choices=sorted(presets),
+                            help="a named recipe to start from (under --config and the flags)")
     sections: dict[str, argparse._ArgumentGroup] = {}
     for leaf in config_leaves(cls).values():
         nested = len(leaf.paths[0]) > 1
@@ -174,6 +180,21 @@ def config_from_dict(cls: type, data: dict, where: str = "") -> Any:
     return cls(**values)
 
 
+def merge_settings(base: dict, override: dict) -> dict:
+    """`override` laid over `base`, section by section (nested dicts merge; other values replace)."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = (merge_settings(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict)
+                       else value)
+    return merged
+
+
+def preset_settings(presets: dict[str, dict], name: str) -> dict:
+    if name not in presets:
+        raise ValueError(f"preset {name!r}: expected one of {sorted(presets)}")
+    return json.loads(json.dumps(presets[name]))  # a deep copy; the table stays untouched
+
+
 def _has(data: dict, path: tuple[str, ...]) -> bool:
     for key in path:
         if not isinstance(data, dict) or key not in data:
@@ -189,10 +210,12 @@ def _set(data: dict, path: tuple[str, ...], value: Any) -> None:
 
 
 def parse_config(cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> tuple[Any, argparse.Namespace]:
-    """(config, namespace): the config from defaults ← --config file ← the flags given; the namespace holds the
-    parsed flags (and any extra arguments the caller added to the parser)."""
+    """(config, namespace): the config from defaults ← --preset ← --config file ← the flags given; the namespace
+    holds the parsed flags (and any extra arguments the caller added to the parser)."""
     args = parser.parse_args(argv)
     data = read_config_file(args.config) if getattr(args, CONFIG_FLAG, None) else {}
+    if getattr(args, "preset", None):
+        data = merge_settings(preset_settings(getattr(parser, "presets", {}), args.preset), data)
     leaves = config_leaves(cls)
     for flag, leaf in leaves.items():
         if hasattr(args, flag):

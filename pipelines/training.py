@@ -25,7 +25,8 @@ def _benign_scheduler_warning_silenced():
 def train_tokenizer(config: TrainTokenizerConfig, model: VQGAN | None = None) -> Path:
     """Train a VQ-GAN tokenizer; saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
     with _benign_scheduler_warning_silenced():
-        run = TrainingRun(config, TokenizerTrainer.curves, project_name="tokenizer")
+        run = TrainingRun(config, TokenizerTrainer.curves, project_name="tokenizer",
+                          markers=TokenizerTrainer.curve_markers(config))
         return TokenizerTrainer(config, run, model).train()
 
 

@@ -94,13 +94,16 @@ class TrainingRun:
     """The accelerator, logs and checkpoints of one run in `output_dir`.
 
     curves: panel title → metric names drawn in that panel of curves.png (names absent from the logs are skipped).
+    markers: label → step, drawn as vertical lines in every panel (where the discriminator starts, say).
     """
 
-    def __init__(self, config, curves: Mapping[str, list[str]], project_name: str, curves_every_s: float = 30.0):
+    def __init__(self, config, curves: Mapping[str, list[str]], project_name: str, curves_every_s: float = 30.0,
+                 markers: Mapping[str, int] | None = None):
         check_run_settings(config.report_to, config.checkpoints_total_limit)
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.curves, self.curves_every_s, self._curves_at = dict(curves), curves_every_s, 0.0
+        self.markers = dict(markers or {})
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             # Schedulers step once per optimiser step (not once per process), so multi-process runs follow the
@@ -162,7 +165,8 @@ class TrainingRun:
 
     def _draw_curves(self) -> None:
         if self.is_main_process and (records := self.records()):
-            plot_curves(records, self.curves, self.output_dir / CURVES_NAME, title=self.project_name)
+            plot_curves(records, self.curves, self.output_dir / CURVES_NAME, title=self.project_name,
+                        markers=self.markers)
             self._curves_at = time.monotonic()
 
     # --- checkpoints -------------------------------------------------------------------------------------

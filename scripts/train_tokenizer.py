@@ -8,7 +8,10 @@ Runs under plain `python` and under `accelerate launch` (several processes / GPU
     python scripts/train_tokenizer.py --config runs/emoji-vq/train_config.json --output_dir runs/emoji-vq-2 --max_steps 20000
 
 Every flag is a field of tokenizer.training.TrainTokenizerConfig (defaults live there). `--config FILE` starts from
-a saved config, such as the train_config.json every run writes; flags beside it override it.
+a saved config, such as the train_config.json every run writes; flags beside it override it. `--preset NAME`
+starts from a named recipe (tokenizer/presets.py: small-32px, imagenet-vq16 = LlamaGen's VQ-16) under both:
+
+    python scripts/train_tokenizer.py --preset imagenet-vq16 --dataset imagenet-1k --output_dir runs/vq16
 Writes metrics.jsonl and curves.png (losses, PSNR, codebook usage and perplexity, learning rate),
 images/reconstructions_*.png, checkpoints/checkpoint_<step>/ and, at the end, config.json + model.safetensors
 (load with tokenizer.VQGAN.from_pretrained(output_dir)). `--report_to tensorboard` also logs to <output_dir>/logs.
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 from pipelines.cli import config_parser, parse_config, run_command
 from pipelines.training import train_tokenizer
+from tokenizer.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
 
 GROUPS = {"data": "data", "model": "model and quantiser", "loss": "losses", "discriminator": "discriminator"}
 
 
 def main(argv: list[str] | None = None):
-    parser = config_parser(TrainTokenizerConfig, __doc__, GROUPS)
+    parser = config_parser(TrainTokenizerConfig, __doc__, GROUPS, presets=TOKENIZER_PRESETS)
     config, _ = parse_config(TrainTokenizerConfig, parser, argv)
     output = train_tokenizer(config)
     print(f"saved tokenizer to {output}")

@@ -110,3 +110,27 @@ def test_scripts_turn_user_errors_into_one_line(tmp_path):
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 2, (argv, stderr[-2000:])
         assert needle in stderr and "Traceback" not in stderr, (argv, stderr[-2000:])
+
+
+def test_presets_lie_under_the_config_file_and_the_flags(tmp_path):
+    from tokenizer import VQGAN
+    from tokenizer.presets import TOKENIZER_PRESETS
+
+    parser = config_parser(TrainTokenizerConfig, presets=TOKENIZER_PRESETS)
+    base = ["--dataset", "imagenet-1k", "--output_dir", str(tmp_path)]
+    config, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "imagenet-vq16", "--codebook_size", "8192"])
+    # LlamaGen's VQ-16: 256 px, 16x16 grid, l2-normalised 8-dim codes updated by gradient, bf16, EMA of weights.
+    assert (config.model.resolution, config.data.resolution, config.model.grid_shapes) == (256, 256, [(16, 16)])
+    assert config.model.quantizer.l2_normalize and not config.model.quantizer.use_ema
+    assert config.model.quantizer.codebook_size == 8192  # the flag wins over the preset
+    assert (config.mixed_precision, config.adam_betas, config.loss.disc_start_step) == ("bf16", (0.9, 0.95), 20_000)
+    assert VQGAN(config.model).encoder is not None  # the preset builds
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps({"learning_rate": 5e-5, "model": {"channels": 96}}))
+    config, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "imagenet-vq16", "--config", str(saved)])
+    assert (config.learning_rate, config.model.channels, config.model.z_channels) == (5e-5, 96, 256)  # file over preset
+    assert TOKENIZER_PRESETS["imagenet-vq16"]["model"]["channels"] == 128  # the table is never modified
+    small, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "small-32px"])
+    assert small.model.grid_shapes == [(8, 8)] and small.discriminator.num_layers == 2
+    with pytest.raises(SystemExit):  # argparse refuses an unknown name, listing the choices
+        parse_config(TrainTokenizerConfig, parser, base + ["--preset", "vq-99"])

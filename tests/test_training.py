@@ -233,3 +233,25 @@ def test_mismatched_resolution_is_value_error(image_folder, tmp_path):
     with pytest.raises(ValueError, match="resolution"):
         config = tiny_train_config(image_folder, tmp_path)
         TrainTokenizerConfig(**{**vars(config), "data": ImageDataConfig(dataset=str(image_folder), resolution=32)})
+
+
+# --- the GAN phase check ------------------------------------------------------------------------------------
+
+def _records(psnrs: list[float], usages: list[float], every: int = 10) -> list[dict]:
+    return [{"step": every * (i + 1), "psnr": p, "codebook_usage": u} for i, (p, u) in enumerate(zip(psnrs, usages))]
+
+
+def test_gan_phase_check_passes_a_healthy_run_and_catches_collapses() -> None:
+    from tokenizer.gan_phase import check_gan_phase
+
+    # Discriminator at step 50: records 10..40 before it, 60..100 after.
+    healthy = check_gan_phase(_records([20, 21, 22, 23, 23, 22.6, 22.8, 23.2, 23.4, 23.5], [0.9] * 10), 50)
+    assert not healthy.collapsed and healthy.reason == ""
+    assert healthy.psnr_before == pytest.approx(21.5) and healthy.psnr_after == pytest.approx(23.225)
+    wrecked = check_gan_phase(_records([20, 21, 22, 23, 23, 20, 18, 17, 16, 15], [0.9] * 10), 50)
+    assert wrecked.collapsed and "PSNR fell from 21.50 to 16.50 dB" in wrecked.reason
+    codebook = check_gan_phase(_records([22] * 10, [0.9] * 5 + [0.6, 0.5, 0.4, 0.4, 0.3]), 50)
+    assert codebook.collapsed and "usage fell from 0.90 to 0.40" in codebook.reason and "PSNR" not in codebook.reason
+    diverged = check_gan_phase(_records([22] * 5 + [float("nan")] * 5, [0.9] * 10), 50)
+    assert diverged.collapsed
+    assert check_gan_phase(_records([22] * 4, [0.9] * 4), 50) is None  # the discriminator never started

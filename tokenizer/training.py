@@ -27,6 +27,7 @@ from .batching import ResumableBatches, random_flip
 from .data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
 from .discriminator import DiscriminatorConfig, PatchDiscriminator
 from .evaluation import save_reconstruction_grid
+from .gan_phase import check_gan_phase
 from .losses import LossConfig, VQGANLoss
 from .vqgan import VQGAN, VQGANConfig
 
@@ -171,6 +172,11 @@ class TokenizerTrainer:
 
     curves = CURVES
 
+    @staticmethod
+    def curve_markers(config: TrainTokenizerConfig) -> dict[str, int]:
+        """Vertical lines in curves.png: where the discriminator starts, so PSNR and usage read across it."""
+        return {"discriminator starts": config.loss.disc_start_step} if config.loss.gan_weight > 0 else {}
+
     def __init__(self, config: TrainTokenizerConfig, run, model: VQGAN | None = None):
         self.config, self.run = config, run
         self.accelerator = run.accelerator
@@ -308,8 +314,19 @@ class TokenizerTrainer:
         bar.close()
         if self.skips.count:
             acc.print(self.skips.summary())
+        self._report_gan_phase()
         self.run.finish()
         return self._save_final()
+
+    def _report_gan_phase(self) -> None:
+        """Say loudly when the GAN phase wrecked the reconstructions (see gan_phase.py)."""
+        if self.discriminator is None or not self.run.is_main_process:
+            return
+        check = check_gan_phase(self.run.records(), self.config.loss.disc_start_step)
+        if check is not None and check.collapsed:
+            self.accelerator.print(
+                f"warning: the GAN phase degraded the reconstructions ({check.reason}); try a later "
+                f"--disc_start_step, a lower --gan_weight or --disc_learning_rate, or keep an earlier checkpoint")
 
     def _preview_images(self, count: int = 8) -> torch.Tensor:
         """The first `count` readable images of the dataset, fixed for the whole run: (n, 3, R, R)."""

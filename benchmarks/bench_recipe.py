@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""Benchmark: is the VQ-GAN recipe worth it? The same autoencoder trained three ways, at equal step budgets
+and at equal wall time, on one data set at 32 px:
+
+  vqvae       the reconstruction loss alone (a plain VQ-VAE: --perceptual_loss none --gan_weight 0)
+  perceptual  + the perceptual loss (--gan_weight 0)
+  vqgan       + perceptual + the patch GAN with the adaptive weight (the full recipe)
+
+Equal steps: every recipe trains --steps steps. Equal wall time: the cheaper recipes train again for as many
+steps as fit in the full recipe's training time (the perceptual network costs several times a plain step on
+CPU). Each run is measured on the held-out split: PSNR, SSIM, LPIPS, rFID (reconstructions against the
+originals' cached Inception features, --eval_images of them, the whole split where smaller), codebook usage,
+wall time, and, for the GAN run, the GAN-phase check (PSNR and usage before the discriminator's start against
+the end; a collapse is flagged and makes the exit status 1). Writes <output_dir>/recipes.png (top row the
+originals, then one row per run, labelled) and <output_dir>/results.json, and prints the JSON.
+
+Runs are kept: a run whose folder already holds result.json is read back rather than trained again, so an
+interrupted benchmark continues where it stopped (delete a run's folder to train it anew).
+
+    python benchmarks/bench_recipe.py --dataset emoji --steps 1500 --output_dir outputs/recipe-emoji
+    python benchmarks/bench_recipe.py --dataset fashion-mnist --steps 1500 --output_dir outputs/recipe-fmnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+from pipelines.cli import config_from_dict, merge_settings, preset_settings, read_config_file
+from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_tokenizer
+from pipelines.training import train_tokenizer
+from tokenizer import VQGAN
+from tokenizer.data import ImageDataConfig, build_image_dataset
+from tokenizer.gan_phase import check_gan_phase
+from tokenizer.presets import TOKENIZER_PRESETS
+from tokenizer.training import TrainTokenizerConfig
+
+RECIPES = {
+    "vqvae": dict(perceptual_loss="none", gan_weight=0.0),
+    "perceptual": dict(gan_weight=0.0),
+    "vqgan": dict(),
+}
+FULL = "vqgan"
+
+
+def base_config(args) -> TrainTokenizerConfig:
+    """The recipe under test: a preset (or a saved config) on the chosen data set, --steps long."""
+    data = dict(dataset=args.dataset, split="train", resolution=32, random_flip=args.dataset == "emoji",
+                resize_mode="pad" if args.dataset == "fashion-mnist" else "crop", data_dir=args.data_dir)
+    settings = read_config_file(args.config) if args.config else preset_settings(TOKENIZER_PRESETS, args.preset)
+    settings = merge_settings(settings, {"data": data, "output_dir": args.output_dir})
+    config = config_from_dict(TrainTokenizerConfig, settings)
+    return dataclasses.replace(
+        config, max_steps=args.steps, progress=not args.no_progress, resume_from_checkpoint=None,
+        image_every=args.steps, checkpoint_every=args.steps, log_every=max(1, args.steps // 60),
+        loss=dataclasses.replace(config.loss, disc_start_step=int(args.disc_start * args.steps)),
+    )
+
+
+def recipe_config(base: TrainTokenizerConfig, recipe: str, steps: int, run_dir: Path) -> TrainTokenizerConfig:
+    loss = dataclasses.replace(base.loss, **RECIPES[recipe])
+    if steps != base.max_steps:  # equal-time runs: the same schedule shape over their own length
+        loss = dataclasses.replace(loss, disc_start_step=int(loss.disc_start_step * steps / base.max_steps))
+    return dataclasses.replace(base, loss=loss, max_steps=steps, output_dir=str(run_dir),
+                               image_every=steps, checkpoint_every=steps, log_every=max(1, steps // 60))
+
+
+def run(name: str, config: TrainTokenizerConfig, test: ImageDataConfig, args) -> dict:
+    """Train (or read back) one run and measure it on the held-out split."""
+    run_dir = Path(config.output_dir)
+    done = run_dir / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    torch.manual_seed(config.seed)
+    started = time.perf_counter()
+    train_tokenizer(config)
+    train_s = time.perf_counter() - started
+    model = VQGAN.from_pretrained(run_dir)
+    metrics = evaluate_tokenizer(model, test, num_images=args.eval_images, progress=not args.no_progress,
+                                 cache_dir=args.cache_dir)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    gan = check_gan_phase(records, config.loss.disc_start_step) if config.loss.gan_weight > 0 else None
+    result = {
+        "name": name, "steps": config.max_steps, "train_s": round(train_s, 1),
+        "s_per_step": round(train_s / config.max_steps, 4),
+        **{k: metrics[k] for k in ("psnr", "ssim", "lpips", "rfid", "codebook_usage", "perplexity", "num_images")},
+        "gan_phase": gan.to_dict() if gan is not None else None,
+    }
+    done.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+@torch.no_grad()
+def comparison_grid(run_dirs: dict[str, Path], test: ImageDataConfig, path: Path, count: int = 12) -> None:
+    """Originals on top, then each run's reconstructions of the same held-out images, a label on the left."""
+    dataset = build_image_dataset(test)
+    images = torch.stack([dataset[i]["image"] for i in range(count)])  # (n, 3, 32, 32) in [-1, 1]
+    rows = [images]
+    for run_dir in run_dirs.values():
+        model = VQGAN.from_pretrained(run_dir).eval()
+        rows.append(model.decode(model.encode(images)).clamp(-1, 1))
+    scale = 2  # 32 px is small on screen
+    grid = make_grid((torch.cat(rows) + 1) / 2, nrow=count, padding=2, pad_value=1.0)
+    grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    pixels = (grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    label_width = 120
+    canvas = Image.new("RGB", (pixels.shape[1] + label_width, pixels.shape[0]), "white")
+    canvas.paste(Image.fromarray(pixels), (label_width, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_height = pixels.shape[0] / len(rows)
+    for i, label in enumerate(["original", *run_dirs]):
+        draw.text((6, int(i * row_height + row_height / 2) - 6), label, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("emoji", "fashion-mnist"), default="emoji")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--preset", default="small-32px", choices=sorted(TOKENIZER_PRESETS),
+                        help="the recipe's model, losses and optimiser (tokenizer.presets)")
+    parser.add_argument("--config", default=None, help="a saved TrainTokenizerConfig JSON instead of --preset")
+    parser.add_argument("--steps", type=int, default=1500, help="the equal step budget of every recipe")
+    parser.add_argument("--disc_start", type=float, default=0.3,
+                        help="where the discriminator starts, as a fraction of the steps")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"some of {list(RECIPES)}")
+    parser.add_argument("--no_equal_time", action="store_true", help="skip the equal-wall-time runs")
+    parser.add_argument("--eval_images", type=int, default=DEFAULT_NUM_IMAGES,
+                        help="held-out images for every metric (the whole split where smaller)")
+    parser.add_argument("--cache_dir", default=None, help="Inception feature cache (default ~/.cache/tessera)")
+    parser.add_argument("--output_dir", default="outputs/recipe")
+    parser.add_argument("--no_progress", action="store_true")
+    args = parser.parse_args(argv)
+    recipes = [r for r in args.recipes.split(",") if r]
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        parser.error(f"--recipes {unknown}: expected some of {list(RECIPES)}")
+
+    out = Path(args.output_dir)
+    base = base_config(args)
+    test = dataclasses.replace(base.data, split="test", random_flip=False)
+    results, run_dirs = {}, {}
+    for recipe in recipes:
+        run_dirs[recipe] = out / recipe
+        results[recipe] = run(recipe, recipe_config(base, recipe, args.steps, out / recipe), test, args)
+    if not args.no_equal_time and FULL in results:
+        budget = results[FULL]["train_s"]
+        for recipe in recipes:
+            if recipe == FULL:
+                continue
+            steps = max(1, round(budget / results[recipe]["s_per_step"]))
+            name = f"{recipe}@time"
+            run_dirs[name] = out / f"{recipe}-equal-time"
+            results[name] = run(name, recipe_config(base, recipe, steps, run_dirs[name]), test, args)
+    comparison_grid(run_dirs, test, out / "recipes.png")
+    collapsed = [n for n, r in results.items() if r["gan_phase"] and r["gan_phase"]["collapsed"]]
+    summary = {
+        "setup": {
+            "dataset": args.dataset, "preset": None if args.config else args.preset, "config": args.config,
+            "steps": args.steps, "disc_start_step": base.loss.disc_start_step, "batch_size": base.batch_size,
+            "parameters": sum(p.numel() for p in VQGAN(base.model).parameters()),
+            "eval_split": "test", "threads": torch.get_num_threads(),
+        },
+        "runs": results,
+        "gan_phase_collapsed": collapsed,
+        "grid": str(out / "recipes.png"),
+    }
+    text = json.dumps(summary, indent=2)
+    print(text)
+    (out / "results.json").write_text(text + "\n")
+    if collapsed:
+        print(f"GAN phase collapsed in {collapsed}", file=sys.stderr)
+    return summary
+
+
+if __name__ == "__main__":
+    summary = main()
+    raise SystemExit(1 if summary["gan_phase_collapsed"] else 0)
