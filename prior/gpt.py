@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -45,7 +46,7 @@ class GPTPriorConfig:
     num_layers: int = 6
     num_heads: int = 8
     intermediate_size: int | None = None  # SwiGLU width; default ≈ 8/3 · hidden, rounded up to 64
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the input embeddings (LlamaGen's token dropout) and the attention weights
     rope_theta: float = 10_000.0
     # Provenance, filled by training from the codes folder: lets a pipeline check it has the right tokenizer.
     class_names: tuple[str, ...] = ()
@@ -123,7 +124,9 @@ class GPTPrior(PriorFiles, nn.Module):
         tokens = codes.reshape(b, -1).long()  # (B, h*w)
         condition = self.condition_tokens(labels, b, codes.device)[:, None]  # (B, 1)
         inputs = torch.cat([condition, tokens[:, :-1]], dim=1)  # shifted right by the condition token
-        logits = self.transformer(input_ids=inputs, use_cache=False).logits[..., : self.config.codebook_size]
+        embeddings = self.transformer.get_input_embeddings()(inputs)  # (B, h*w, D)
+        embeddings = F.dropout(embeddings, self.config.dropout, self.training)  # a regulariser for small data sets
+        logits = self.transformer(inputs_embeds=embeddings, use_cache=False).logits[..., : self.config.codebook_size]
         return logits.reshape(b, *self.config.grid_shape, self.config.codebook_size)
 
     # --- sampling -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class TrainPriorConfig:
     validation_fraction: float = 0.05
     include_flipped: bool = field(default=False, metadata={"help": "also train on mirrored codes (tokenized with --flip)"})
     class_dropout: float = field(default=0.1, metadata={"help": "label drop probability (classifier-free guidance)"})
+    dropout: float = field(default=0.0, metadata={
+        "help": "GPT: dropout on the token embeddings and attention weights, against overfitting small data sets"})
     max_steps: int = 10_000
     batch_size: int = field(default=64, metadata={"help": "grids per process and micro-batch"})
     gradient_accumulation_steps: int = 1
@@ -58,7 +61,11 @@ class TrainPriorConfig:
     lr_schedule: str = "cosine"
     max_grad_norm: float | None = 1.0
     mixed_precision: str = "no"
-    ema_decay: float = 0.0  # EMA of weights; 0 = off. With EMA on, the saved prior holds the EMA weights.
+    ema_decay: float = field(default=0.0, metadata={
+        "help": "EMA of weights (e.g. 0.999); the EMA is validated, sampled and saved; 0 = off"})
+    early_stopping_patience: int = field(default=0, metadata={
+        "help": "stop after this many evaluations without a better validation bits/token, and save the best "
+                "weights as the final prior; 0 = off (the last weights are saved)"})
     seed: int = 0
     log_every: int = 10
     eval_every: int = 500
@@ -82,6 +89,14 @@ class TrainPriorConfig:
             raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected 'no', 'fp16' or 'bf16'")
         if not 0.0 <= self.class_dropout <= 1.0:
             raise ValueError(f"class_dropout={self.class_dropout}: expected a probability")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout}: expected a probability below 1")
+        if self.dropout > 0 and self.prior != "gpt":
+            raise ValueError(f"dropout={self.dropout}: only the gpt prior has dropout; the {self.prior} prior has none")
+        if self.early_stopping_patience < 0:
+            raise ValueError(f"early_stopping_patience={self.early_stopping_patience}: expected >= 0 (0 = off)")
+        if self.early_stopping_patience and self.validation_fraction <= 0:
+            raise ValueError("early stopping needs a validation split: validation_fraction must be above 0")
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_every", "eval_every",
                      "sample_every", "checkpoint_every", "max_nonfinite_steps"):
             if getattr(self, name) < 1:
@@ -103,9 +118,11 @@ class Decoder:
 
 def build_prior(config: TrainPriorConfig, codes: CodesDataset) -> nn.Module:
     model_cls, config_cls = PRIORS[config.prior]
+    extra = {"dropout": config.dropout} if config.prior == "gpt" else {}
     model_config = config_cls.from_preset(
         config.size, codebook_size=codes.codebook_size, grid_shape=codes.grid_shape, num_classes=codes.num_classes,
         class_names=tuple(codes.class_names) if codes.num_classes else (), tokenizer_fingerprint=codes.fingerprint,
+        **extra,
     )
     return model_cls(model_config)
 
@@ -200,7 +217,8 @@ class PriorTrainer:
         if self.ema is not None:
             self.ema.to(self.accelerator.device)
         self.batches = SeededBatches(self.train_codes, c.batch_size, c.seed, self.accelerator.num_processes, self.accelerator.process_index)
-        self.state = {"step": 0, "batches_seen": 0, "nonfinite_skipped": 0}
+        # best_val / evals_since_best: early stopping's memory, checkpointed with the rest of the loop's position.
+        self.state = {"step": 0, "batches_seen": 0, "nonfinite_skipped": 0, "best_val": None, "evals_since_best": 0}
         self.output_dir = run.output_dir
 
     @property
@@ -246,7 +264,7 @@ class PriorTrainer:
     def validation_bits_per_token(self) -> float | None:
         if self.val_codes is None or len(self.val_codes) == 0:
             return None
-        model = self.ema.module if self.ema is not None else self.raw_model
+        model = self._model_to_save()
         model.eval()
         total, count = 0.0, 0
         size = self.config.batch_size
@@ -289,7 +307,28 @@ class PriorTrainer:
     def resume(self) -> None:
         state = self.run.resume(self.config.resume_from_checkpoint, self._extra_modules())
         if state is not None:
-            self.state = state
+            self.state = {"best_val": None, "evals_since_best": 0, **state}
+
+    @property
+    def best_dir(self) -> Path:
+        return self.output_dir / "best"
+
+    def _evaluated(self, val_bits: float | None) -> bool:
+        """Early stopping's bookkeeping after an evaluation: keep the best weights in best/; True = stop now."""
+        if not self.config.early_stopping_patience or val_bits is None:
+            return False
+        best = self.state["best_val"]
+        if best is None or val_bits < best:
+            self.state.update(best_val=val_bits, evals_since_best=0)
+            if self.accelerator.is_main_process:
+                self._model_to_save().save_pretrained(self.best_dir)
+            self.accelerator.wait_for_everyone()
+            return False
+        self.state["evals_since_best"] += 1
+        return self.state["evals_since_best"] >= self.config.early_stopping_patience
+
+    def _model_to_save(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.raw_model
 
     def train(self) -> Path:
         c, acc = self.config, self.accelerator
@@ -315,8 +354,10 @@ class PriorTrainer:
             step = self.state["step"]
             bar.update(1)
             bar.set_postfix(bits=f"{logs['bits_per_token']:.3f}")
+            stop = False
             if step % c.eval_every == 0 or step == c.max_steps:
                 logs["val_bits_per_token"] = self.validation_bits_per_token()
+                stop = self._evaluated(logs["val_bits_per_token"])
             if step % c.log_every == 0 or "val_bits_per_token" in logs:
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 tokens = (step - first_step) * c.batch_size * c.gradient_accumulation_steps * acc.num_processes
@@ -325,13 +366,21 @@ class PriorTrainer:
                 self.run.log(logs, step)
             if step % c.sample_every == 0 or step == c.max_steps:
                 self.save_samples(step)
-            if step % c.checkpoint_every == 0 or step == c.max_steps:
+            if step % c.checkpoint_every == 0 or step == c.max_steps or stop:
                 self.save_checkpoint()
+            if stop:
+                acc.print(f"early stopping at step {step}: validation bits/token has not improved on "
+                          f"{self.state['best_val']:.4f} for {c.early_stopping_patience} evaluations")
+                break
         bar.close()
         self.run.finish()
         acc.wait_for_everyone()
         if acc.is_main_process:
-            (self.ema.module if self.ema is not None else self.raw_model).save_pretrained(self.output_dir)
+            if c.early_stopping_patience and (self.best_dir / "model.safetensors").is_file():
+                for name in ("config.json", "model.safetensors"):  # the best weights become the prior
+                    shutil.copyfile(self.best_dir / name, self.output_dir / name)
+            else:
+                self._model_to_save().save_pretrained(self.output_dir)
         acc.wait_for_everyone()
         return self.output_dir
 

@@ -201,3 +201,42 @@ def test_report_to_tensorboard_writes_events_and_a_missing_tracker_is_an_error(c
         train_prior(tiny_config(codes_dir, tmp_path / "wandb", report_to="wandb"))
     with pytest.raises(ValueError, match="report_to='mlflow'"):
         train_prior(tiny_config(codes_dir, tmp_path / "other", report_to="mlflow"))
+
+
+def test_early_stopping_keeps_the_best_weights_and_resumes_its_count(codes_dir, tmp_path, monkeypatch):
+    # Validation after steps 1, 2, 3, ...: best at step 2, then two worse evaluations -> stop at step 4.
+    scores = iter([3.0, 2.0, 2.5, 2.4, 9.9])
+    monkeypatch.setattr(PriorTrainer, "validation_bits_per_token", lambda self: next(scores))
+    saved = {}
+    original = GPTPrior.save_pretrained
+
+    def spy(model, directory):
+        saved[Path(directory).name] = {k: v.clone() for k, v in model.state_dict().items()}
+        return original(model, directory)
+
+    monkeypatch.setattr(GPTPrior, "save_pretrained", spy)
+    config = tiny_config(codes_dir, tmp_path / "run", max_steps=50, eval_every=1, checkpoint_every=50,
+                         early_stopping_patience=2)
+    train_prior(config)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines][-1] == 4  # stopped after the second evaluation without improvement
+    state = json.loads((find_checkpoint(tmp_path / "run", "latest") / "training_state.json").read_text())
+    assert (state["step"], state["best_val"], state["evals_since_best"]) == (4, 2.0, 2)
+    final = load_file(str(tmp_path / "run" / "model.safetensors"))  # the step-2 weights, not the last ones
+    best = {k: v for k, v in saved["best"].items()}
+    assert final.keys() == best.keys() and all(torch.equal(final[k], best[k]) for k in final)
+    with pytest.raises(ValueError, match="validation split"):
+        tiny_config(codes_dir, tmp_path / "x", early_stopping_patience=2, validation_fraction=0.0)
+
+
+def test_gpt_dropout_is_on_in_training_only(codes_dir, tmp_path):
+    config = tiny_config(codes_dir, tmp_path, dropout=0.3)
+    model = GPTPrior(GPTPrior.config_class.from_preset("tiny", codebook_size=50, grid_shape=(2, 3), num_classes=4,
+                                                       dropout=config.dropout))
+    codes = torch.randint(0, 50, (4, 2, 3))
+    model.train()
+    assert not torch.equal(model(codes), model(codes))
+    model.eval()
+    assert torch.equal(model(codes), model(codes))
+    with pytest.raises(ValueError, match="only the gpt prior"):
+        tiny_config(codes_dir, tmp_path, prior="pixelcnn", dropout=0.1)
