@@ -106,11 +106,15 @@ def _save_pipeline_and_grids(pipe: ImageGenerationPipeline, test: ImageDataConfi
 
 
 def _evaluate(pipe: ImageGenerationPipeline, test: ImageDataConfig, prior_dir: Path, eval_images: int) -> dict:
-    """Tokenizer metrics on the whole test split; rFID and generation FID/KID on `eval_images` of it."""
+    """Tokenizer metrics on the whole test split; generation FID/KID/precision/recall on `eval_images` samples
+    against as many held-out emoji, with the floors beside them (the tokenizer's rFID is its floor). A quick
+    check: quality claims use scripts/evaluate.py at 2,000 samples (README, "Measure quality")."""
     metrics = {"tokenizer": evaluate_tokenizer(pipe.tokenizer, test, rfid=False, progress=False)}
     if eval_images > 0:
-        metrics["tokenizer"]["rfid"] = evaluate_tokenizer(pipe.tokenizer, test, num_images=eval_images, progress=False)["rfid"]
-        metrics["generation"] = evaluate_generation(pipe, test, num_images=eval_images, top_k=64, progress=False)
+        generation = evaluate_generation(pipe, test, num_images=eval_images, top_k=64, progress=False)
+        metrics["tokenizer"]["rfid"] = generation["floor"]["tokenizer"]["fid"]
+        metrics["tokenizer"]["rfid_images"] = generation["floor"]["tokenizer"]["num_images"]
+        metrics["generation"] = generation
     lines = [json.loads(line) for line in (prior_dir / "metrics.jsonl").read_text().splitlines()]
     metrics["prior_val_bits_per_token"] = next((l["val_bits_per_token"] for l in reversed(lines) if l.get("val_bits_per_token")), None)
     return metrics

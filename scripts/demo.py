@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--tokenizer_steps", type=int, default=400)
     parser.add_argument("--prior_steps", type=int, default=900)
-    parser.add_argument("--eval_images", type=int, default=150, help="held-out emoji for rFID and FID/KID")
+    parser.add_argument("--eval_images", type=int, default=150,
+                        help="samples and held-out emoji for the demo's quick FID/KID check (the protocol: 2,000)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
     args = parser.parse_args(argv)
     metrics = run_demo(args.output_dir, args.tokenizer_steps, args.prior_steps, args.eval_images, quick=args.quick)
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"reconstructions: {output / 'reconstructions.png'} (top: held-out emoji, bottom: decoded from 8x8 codes)")
     print(f"samples:         {output / 'samples.png'} (64 emoji written by the GPT prior)")
     print(f"metrics:         {output / 'metrics.json'}")
+    if "generation" in metrics:
+        g = metrics["generation"]
+        print(f"quick check on {g['num_images']} samples: FID {g['fid']:.1f} (two real sets: "
+              f"{g['floor']['real']['fid']:.1f}, the tokenizer's reconstructions: {g['floor']['tokenizer']['fid']:.1f}); "
+              f"quality claims use 2,000 samples: scripts/evaluate.py --pipeline {output / 'pipeline'} --dataset emoji")
     print(f"pipeline:        {output / 'pipeline'} (ImageGenerationPipeline.from_pretrained)")
     return metrics
 
