@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench bench-tokenizer bench-tokenize bench-prior bench-pipeline clean
+.PHONY: demo test install bench bench-tokenizer bench-tokenize bench-prior bench-pipeline bench-recipe clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # Benchmarks print JSON and also write it to outputs/; Fashion-MNIST comes from the Debian package
 # dataset-fashion-mnist (apt-get install dataset-fashion-mnist).
-bench: bench-tokenizer bench-tokenize bench-prior bench-pipeline
+bench: bench-tokenizer bench-tokenize bench-prior bench-pipeline bench-recipe
 
 bench-tokenizer: $(STAMP)
 	$(PY) benchmarks/bench_tokenizer.py --no_progress --output_json outputs/bench_tokenizer.json
@@ -37,6 +37,11 @@ bench-prior: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py --output_json outputs/bench_pipeline.json
+
+# The VQ-GAN recipe against plain VQ-VAE and VQ-VAE + perceptual, equal steps and equal time (hours on 2 cores)
+bench-recipe: $(STAMP)
+	$(PY) benchmarks/bench_recipe.py --dataset emoji --steps 500 --output_dir outputs/recipe-emoji-500 --no_progress
+	$(PY) benchmarks/bench_recipe.py --dataset fashion-mnist --steps 500 --output_dir outputs/recipe-fmnist-500 --no_progress
 
 clean:
 	rm -rf $(VENV) outputs

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--disc_start", type=float, default=0.3,
                         help="where the discriminator starts, as a fraction of the steps")
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"some of {list(RECIPES)}")
-    parser.add_argument("--no_equal_time", action="store_true", help="skip the equal-wall-time runs")
+    parser.add_argument("--equal_time", default="vqvae,perceptual",
+                        help=f"the recipes trained again for the full recipe's time ('' = none)")
     parser.add_argument("--eval_images", type=int, default=DEFAULT_NUM_IMAGES,
                         help="held-out images for every metric (the whole split where smaller)")
     parser.add_argument("--cache_dir", default=None, help="Inception feature cache (default ~/.cache/tessera)")
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         parser.error(f"--recipes {unknown}: expected some of {list(RECIPES)}")
+    equal_time = [r for r in args.equal_time.split(",") if r]
+    if [r for r in equal_time if r not in recipes or r == FULL]:
+        parser.error(f"--equal_time {equal_time}: expected some of {[r for r in recipes if r != FULL]}")
 
     out = Path(args.output_dir)
     base = base_config(args)
@@ -154,11 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
     for recipe in recipes:
         run_dirs[recipe] = out / recipe
         results[recipe] = run(recipe, recipe_config(base, recipe, args.steps, out / recipe), test, args)
-    if not args.no_equal_time and FULL in results:
+    if equal_time and FULL in results:
         budget = results[FULL]["loop_s"]  # equal time in the training loop (start-up excluded on every side)
-        for recipe in recipes:
-            if recipe == FULL:
-                continue
+        for recipe in equal_time:
             steps = max(1, round(budget / results[recipe]["s_per_step"]))
             name = f"{recipe}@time"
             run_dirs[name] = out / f"{recipe}-equal-time"
