@@ -40,8 +40,8 @@ bench-pipeline: $(STAMP)
 
 # The VQ-GAN recipe against plain VQ-VAE and VQ-VAE + perceptual, equal steps and equal time (hours on 2 cores)
 bench-recipe: $(STAMP)
-	$(PY) benchmarks/bench_recipe.py --dataset emoji --steps 500 --output_dir outputs/recipe-emoji-500 --no_progress
-	$(PY) benchmarks/bench_recipe.py --dataset fashion-mnist --steps 500 --output_dir outputs/recipe-fmnist-500 --no_progress
+	$(PY) benchmarks/bench_recipe.py --dataset emoji --steps 400 --output_dir outputs/recipe-emoji-400 --no_progress
+	$(PY) benchmarks/bench_recipe.py --dataset fashion-mnist --steps 400 --output_dir outputs/recipe-fmnist-400 --no_progress
 
 clean:
 	rm -rf $(VENV) outputs

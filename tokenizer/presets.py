@@ -6,9 +6,9 @@ The data set is never part of a preset: it is the user's.
 
 - "small-32px": small data sets at 32 px on CPU budgets (Fashion-MNIST, emoji): an 8x8 grid, width 64, a
   256-code EMA codebook, L1 + ST-LPIPS-VGG perceptual + a 2-layer patch GAN with the adaptive weight, AdamW at
-  1e-3 with a cosine schedule. Short runs on emoji (300 steps, GAN off) chose width and learning rate: width 64
-  gave +1.3 dB PSNR over 32; 1e-3 beat 3e-4 by 1.9 dB and 2e-3 by 0.4 dB (README, "Why the demo's
-  reconstructions were smeared"). benchmarks/bench_recipe.py
+  1e-3 with a cosine schedule, and a codebook EMA decay of 0.9: at 0.99 the codebook trails the encoder while
+  the learning rate is high and collapses to a few dozen codes for the first ~300 steps. Short runs on emoji
+  (300 steps, GAN off) chose these (README, "Why the demo's reconstructions were smeared"). benchmarks/bench_recipe.py
   trains it against its ablations (README, "The recipe, measured").
 - "imagenet-vq16": LlamaGen's VQ-16 (FoundationVision/LlamaGen, tokenizer/tokenizer_image/vq_train.py and
   vq_model.py): 256 px, 16x16 grid, 16,384 l2-normalised 8-dim codes updated by gradient, widths 128·(1,1,2,2,4),
@@ -22,7 +22,7 @@ from __future__ import annotations
 TOKENIZER_PRESETS: dict[str, dict] = {
     "small-32px": {
         "model": {"resolution": 32, "downsample_factor": 4, "channels": 64, "z_channels": 64,
-                  "quantizer": {"codebook_size": 256, "code_dim": 8}},
+                  "quantizer": {"codebook_size": 256, "code_dim": 8, "ema_decay": 0.9}},
         "loss": {"reconstruction_loss": "l1", "perceptual_loss": "stlpips-vgg", "perceptual_weight": 1.0,
                  "gan_weight": 0.5, "disc_start_step": 2000},
         "discriminator": {"channels": 64, "num_layers": 2},
