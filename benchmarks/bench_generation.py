@@ -5,7 +5,7 @@ For each setting (temperature, top-k, top-p, guidance scale) it generates --num_
 the protocol's floor) and measures FID, KID (mean ± std) and precision/recall against as many held-out images
 (all of them where the split is smaller), then times sampling alone (--speed_images images, Inception not
 counted) for images/s. The floors are printed once beside the sweep: two disjoint real sets at the same count,
-and the tokenizer's reconstructions of the reference images (no prior beats its own decoder). Each setting also
+and the tokenizer's reconstructions of the reference images (what a prior writing exactly their codes would score). Each setting also
 writes an 8x8 grid of its samples to <output_dir>/<setting>.png, and the whole result goes to
 <output_dir>/results.json and stdout. Real-image and reconstruction features are cached, so each setting costs
 its own samples: about 6 minutes of Inception per 2,000 images on 2 CPU cores.

@@ -9,8 +9,9 @@ Trains the same GPT prior on the same codes once per variant and reads each run'
   early-stopping   --early_stopping_patience (the best validation weights become the prior)
   all              the three together
 
-Reports, per variant: training bits/token (mean of the last 5 logs), the final and the best validation
-bits/token, the gap (final validation minus training), the steps actually run and the wall time. Lower
+Reports, per variant: training bits/token (mean of the last 5 logs), validation bits/token of the last
+evaluation, of the best one and of the saved prior (the best under early stopping, else the last), the gap
+(saved validation minus training), the steps actually run and the wall time. Lower
 validation bits/token is a better prior of held-out grids; the gap is the overfitting. Prints JSON and writes
 <output_dir>/results.json. A variant whose folder holds result.json is read back, not trained again.
 
@@ -43,17 +44,24 @@ def run_variant(name: str, config: TrainPriorConfig) -> dict:
     run_dir = Path(config.output_dir)
     done = run_dir / "result.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if result["max_steps"] != config.max_steps:
+            raise ValueError(f"{run_dir} holds a {result['max_steps']}-step run; this benchmark asks for "
+                             f"{config.max_steps}: delete the folder or choose another --output_dir")
+        return result
     started = time.perf_counter()
     train_prior(config)
     seconds = time.perf_counter() - started
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r["bits_per_token"] for r in records if "bits_per_token" in r][-5:]
     val = [r["val_bits_per_token"] for r in records if r.get("val_bits_per_token") is not None]
+    # The saved prior: the best validation weights under early stopping, else the last ones.
+    saved = min(val) if config.early_stopping_patience else val[-1]
     result = {
-        "name": name, "settings": VARIANTS[name], "steps_run": records[-1]["step"], "seconds": round(seconds, 1),
-        "train_bits_per_token": sum(train) / len(train), "val_bits_per_token_final": val[-1],
-        "val_bits_per_token_best": min(val), "gap": val[-1] - sum(train) / len(train),
+        "name": name, "settings": VARIANTS[name], "max_steps": config.max_steps, "steps_run": records[-1]["step"],
+        "seconds": round(seconds, 1), "train_bits_per_token": sum(train) / len(train),
+        "val_bits_per_token_last": val[-1], "val_bits_per_token_best": min(val),
+        "val_bits_per_token_saved": saved, "gap": saved - sum(train) / len(train),
     }
     done.write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
                   "learning_rate": args.learning_rate, "eval_every": args.eval_every,
                   "include_flipped": args.include_flipped, "threads": torch.get_num_threads()},
         "results": results,
-        "best_validation": min(results, key=lambda n: results[n]["val_bits_per_token_best"]),
+        "best_validation": min(results, key=lambda n: results[n]["val_bits_per_token_saved"]),
     }
     text = json.dumps(summary, indent=2)
     print(text)

@@ -50,6 +50,7 @@ RECIPES = {
     "vqgan": dict(),
 }
 FULL = "vqgan"
+PRESETS_32PX = sorted(n for n, p in TOKENIZER_PRESETS.items() if p.get("model", {}).get("resolution") == 32)
 
 
 def base_config(args) -> TrainTokenizerConfig:
@@ -79,7 +80,11 @@ def run(name: str, config: TrainTokenizerConfig, test: ImageDataConfig, args) ->
     run_dir = Path(config.output_dir)
     done = run_dir / "result.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if result["config"] != _recipe_settings(config):
+            raise ValueError(f"{run_dir} holds a run of other settings than this benchmark asks for (steps, "
+                             f"losses or model): delete the folder or choose another --output_dir")
+        return result
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     train_tokenizer(config)
@@ -95,9 +100,18 @@ def run(name: str, config: TrainTokenizerConfig, test: ImageDataConfig, args) ->
         "s_per_step": round(loop_s / config.max_steps, 4),
         **{k: metrics[k] for k in ("psnr", "ssim", "lpips", "rfid", "codebook_usage", "perplexity", "num_images")},
         "gan_phase": gan.to_dict() if gan is not None else None,
+        "config": _recipe_settings(config),
     }
     done.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _recipe_settings(config: TrainTokenizerConfig) -> dict:
+    """What makes two runs the same run (the train config without where it is written or how it reports)."""
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))
+    for key in ("output_dir", "progress", "num_workers"):
+        settings.pop(key, None)
+    return settings
 
 
 @torch.no_grad()
@@ -128,8 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("emoji", "fashion-mnist"), default="emoji")
     parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--preset", default="small-32px", choices=sorted(TOKENIZER_PRESETS),
-                        help="the recipe's model, losses and optimiser (tokenizer.presets)")
+    parser.add_argument("--preset", default="small-32px", choices=PRESETS_32PX,
+                        help="the recipe's model, losses and optimiser (tokenizer.presets; the 32 px ones)")
     parser.add_argument("--config", default=None, help="a saved TrainTokenizerConfig JSON instead of --preset")
     parser.add_argument("--steps", type=int, default=1500, help="the equal step budget of every recipe")
     parser.add_argument("--disc_start", type=float, default=0.3,

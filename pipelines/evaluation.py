@@ -4,8 +4,9 @@
 ST-LPIPS), codebook usage and perplexity over every code the split produces, and rFID (originals against their
 reconstructions).
 `evaluate_generation`: FID, KID (mean and spread) and precision/recall of pipeline samples against the split,
-each with its floors at the same sample count: the same metrics between two disjoint sets of real images, and
-the tokenizer's rFID on the reference images (no prior can beat its own decoder).
+each with its floors: the same metrics between two disjoint sets of real images at the same counts, and the
+tokenizer's reconstructions of the reference images against them (what a prior that wrote exactly the reference
+images' own codes would score through this decoder).
 Features of real images are cached as .npy (keyed by dataset, split, size and preprocessing), and those of a
 tokenizer's reconstructions by its fingerprint, so a sweep over sampling settings only pays for its samples.
 """
@@ -53,7 +54,7 @@ def split_images(data: ImageDataConfig, num_images: int | None = None, batch_siz
     Unreadable files are counted into `skips`; a split with no readable image raises ValueError.
     """
     dataset = build_image_dataset(data)
-    wanted = _count(dataset, num_images)
+    wanted = min(num_images or len(dataset), len(dataset))
     skips = skips if skips is not None else SkipCounter()
     seen = 0
     with tqdm(total=wanted, desc=desc, unit="img", disable=not progress) as bar:
@@ -68,11 +69,6 @@ def split_images(data: ImageDataConfig, num_images: int | None = None, batch_siz
                 break
     if seen == 0:
         raise ValueError(f"no readable images in {dataset.source}: {skips.summary()}")
-
-
-def _count(dataset, num_images: int | None) -> int:
-    """How many images `num_images` means for this split: all of it where None or where it is smaller."""
-    return min(num_images or len(dataset), len(dataset))
 
 
 @torch.no_grad()
@@ -114,7 +110,7 @@ def evaluate_tokenizer(
     psnr = torch.cat(psnrs)  # (N,)
     rfid_value = None
     if distances is not None:
-        originals = reference_features(data, psnr.numel(), distances.features, cache_dir, batch_size, progress)
+        originals = reference_features(data, num_images, distances.features, cache_dir, batch_size, progress)
         distances.update_real(torch.from_numpy(originals))
         distances.update_fake(torch.cat(recon_features))
         rfid_value = distances.compute()["fid"]
@@ -164,8 +160,8 @@ def reference_features(
         batches = split_images(data, num_images, batch_size, desc=f"features of {data.split}", progress=progress)
         return np.concatenate([features(images.to(_device_of(features))).float().cpu().numpy() for images in batches])
 
-    key = {**asdict(data), "num_images": _count(build_image_dataset(data), num_images), "v": 1}
-    return _cached_features(key, compute, cache_dir)
+    # Keyed on the count asked for (None = all), so a cache hit never needs the data set itself.
+    return _cached_features({**asdict(data), "num_images": num_images, "v": 1}, compute, cache_dir)
 
 
 @torch.no_grad()
@@ -182,8 +178,7 @@ def reconstruction_features(
             features(tokenizer.decode(tokenizer.encode(images.to(device))).clamp(-1, 1).to(_device_of(features)))
             .float().cpu().numpy() for images in batches])
 
-    key = {**asdict(data), "num_images": _count(build_image_dataset(data), num_images),
-           "tokenizer": tokenizer.fingerprint(), "v": 1}
+    key = {**asdict(data), "num_images": num_images, "tokenizer": tokenizer.fingerprint(), "v": 1}
     return _cached_features(key, compute, cache_dir)
 
 
@@ -220,7 +215,8 @@ def evaluate_generation(
     floor_split: a split disjoint from `data.split`; `num_images` of its images against the same reference give
     "floor"/"real" (what real images score). None skips it.
     tokenizer_floor: the tokenizer's reconstructions of the reference images against them give "floor"/"tokenizer"
-    (its rFID and the rest: what a perfect prior would score through this decoder).
+    (its rFID and the rest, over the reference count: what a prior writing exactly the reference images' codes
+    would score through this decoder).
     """
     if floor_split is not None and floor_split == data.split:
         raise ValueError(f"floor_split={floor_split!r} is the evaluated split: expected a disjoint one (e.g. 'train')")
@@ -229,6 +225,16 @@ def evaluate_generation(
     # The split's features go in as (N, 2048) and skip Inception.
     reference = reference_features(data, num_images, distances.features, cache_dir, batch_size, progress)
     distances.update_real(torch.from_numpy(reference))
+    # Floors first: a missing floor split fails before minutes of sampling, not after.
+    floor = {}
+    if floor_split is not None:
+        real = reference_features(dataclasses.replace(data, split=floor_split), num_images, distances.features,
+                                  cache_dir, batch_size, progress)
+        floor["real"] = {**_feature_metrics(network, reference, real, kid_subset_size), "split": floor_split}
+    if tokenizer_floor:
+        recon = reconstruction_features(pipe.tokenizer, data, num_images, distances.features, cache_dir, batch_size,
+                                        progress)
+        floor["tokenizer"] = _feature_metrics(network, reference, recon, kid_subset_size)
     if class_labels == "uniform":
         class_labels = [i % pipe.prior.config.num_classes for i in range(num_images)]
     generator = torch.Generator(pipe.device).manual_seed(seed)
@@ -242,15 +248,6 @@ def evaluate_generation(
         bar.update(n)
     bar.close()
     result = {**distances.compute(), "num_images": distances.num_fake, "num_reference_images": distances.num_real}
-    floor = {}
-    if floor_split is not None:
-        real = reference_features(dataclasses.replace(data, split=floor_split), num_images, distances.features,
-                                  cache_dir, batch_size, progress)
-        floor["real"] = {**_feature_metrics(network, reference, real, kid_subset_size), "split": floor_split}
-    if tokenizer_floor:
-        recon = reconstruction_features(pipe.tokenizer, data, num_images, distances.features, cache_dir, batch_size,
-                                        progress)
-        floor["tokenizer"] = _feature_metrics(network, reference, recon, kid_subset_size)
     if floor:
         result["floor"] = floor
     return result

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast, set_seed
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
@@ -308,6 +308,9 @@ class PriorTrainer:
         state = self.run.resume(self.config.resume_from_checkpoint, self._extra_modules())
         if state is not None:
             self.state = {"best_val": None, "evals_since_best": 0, **state}
+        elif self.accelerator.is_main_process and self.best_dir.exists():
+            shutil.rmtree(self.best_dir)  # a fresh run: best weights of an earlier, abandoned run are not ours
+        self.accelerator.wait_for_everyone()
 
     @property
     def best_dir(self) -> Path:
@@ -317,6 +320,9 @@ class PriorTrainer:
         """Early stopping's bookkeeping after an evaluation: keep the best weights in best/; True = stop now."""
         if not self.config.early_stopping_patience or val_bits is None:
             return False
+        if self.accelerator.num_processes > 1:  # every process decides on rank 0's score, or one might stop alone
+            value = torch.tensor([val_bits], dtype=torch.float64, device=self.accelerator.device)
+            val_bits = float(broadcast(value, from_process=0))
         best = self.state["best_val"]
         if best is None or val_bits < best:
             self.state.update(best_val=val_bits, evals_since_best=0)
@@ -376,7 +382,7 @@ class PriorTrainer:
         self.run.finish()
         acc.wait_for_everyone()
         if acc.is_main_process:
-            if c.early_stopping_patience and (self.best_dir / "model.safetensors").is_file():
+            if c.early_stopping_patience and self.state["best_val"] is not None:
                 for name in ("config.json", "model.safetensors"):  # the best weights become the prior
                     shutil.copyfile(self.best_dir / name, self.output_dir / name)
             else:

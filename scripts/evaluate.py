@@ -9,7 +9,8 @@ Tokenizer (reconstruction): psnr, ssim, lpips (ST-LPIPS AlexNet), codebook_usage
 Generation, the quality protocol: fid, kid_mean, kid_std, precision, recall of N samples (default 2,000)
 against N images of the split (all of it where it is smaller), and beside them under "floor" the same metrics
 at the same count for N real images of --floor_split (two disjoint real sets) and for the tokenizer's
-reconstructions of the reference images (its rFID: no prior scores below its decoder). Inception features of
+reconstructions of the reference images (its rFID: what a prior writing exactly the reference images' codes
+would score through this decoder). Inception features of
 real images and of reconstructions are cached, so a sweep over sampling settings pays only for its samples.
 
     python scripts/evaluate.py --pipeline runs/fmnist-pipeline --dataset fashion-mnist --resize_mode pad \

@@ -113,7 +113,6 @@ def test_scripts_turn_user_errors_into_one_line(tmp_path):
 
 
 def test_presets_lie_under_the_config_file_and_the_flags(tmp_path):
-    from tokenizer import VQGAN
     from tokenizer.presets import TOKENIZER_PRESETS
 
     parser = config_parser(TrainTokenizerConfig, presets=TOKENIZER_PRESETS)
@@ -124,7 +123,6 @@ def test_presets_lie_under_the_config_file_and_the_flags(tmp_path):
     assert config.model.quantizer.l2_normalize and not config.model.quantizer.use_ema
     assert config.model.quantizer.codebook_size == 8192  # the flag wins over the preset
     assert (config.mixed_precision, config.adam_betas, config.loss.disc_start_step) == ("bf16", (0.9, 0.95), 20_000)
-    assert VQGAN(config.model).encoder is not None  # the preset builds
     saved = tmp_path / "run.json"
     saved.write_text(json.dumps({"learning_rate": 5e-5, "model": {"channels": 96}}))
     config, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "imagenet-vq16", "--config", str(saved)])

@@ -1,5 +1,6 @@
 """Prior training: two steps for both priors, exact resume (stop and kill), bad input, non-finite losses."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -204,8 +205,8 @@ def test_report_to_tensorboard_writes_events_and_a_missing_tracker_is_an_error(c
 
 
 def test_early_stopping_keeps_the_best_weights_and_resumes_its_count(codes_dir, tmp_path, monkeypatch):
-    # Validation after steps 1, 2, 3, ...: best at step 2, then two worse evaluations -> stop at step 4.
-    scores = iter([3.0, 2.0, 2.5, 2.4, 9.9])
+    # Validation after every step. First run, 3 steps: best at step 2, one worse evaluation after it.
+    scores = iter([3.0, 2.0, 2.5, 2.4, 2.6, 9.9])
     monkeypatch.setattr(PriorTrainer, "validation_bits_per_token", lambda self: next(scores))
     saved = {}
     original = GPTPrior.save_pretrained
@@ -215,27 +216,43 @@ def test_early_stopping_keeps_the_best_weights_and_resumes_its_count(codes_dir, 
         return original(model, directory)
 
     monkeypatch.setattr(GPTPrior, "save_pretrained", spy)
-    config = tiny_config(codes_dir, tmp_path / "run", max_steps=50, eval_every=1, checkpoint_every=50,
-                         early_stopping_patience=2)
+    (tmp_path / "run" / "best").mkdir(parents=True)  # left by an abandoned run: a fresh run must not use it
+    config = tiny_config(codes_dir, tmp_path / "run", max_steps=3, eval_every=1, checkpoint_every=50,
+                         early_stopping_patience=3)
     train_prior(config)
-    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines][-1] == 4  # stopped after the second evaluation without improvement
     state = json.loads((find_checkpoint(tmp_path / "run", "latest") / "training_state.json").read_text())
-    assert (state["step"], state["best_val"], state["evals_since_best"]) == (4, 2.0, 2)
-    final = load_file(str(tmp_path / "run" / "model.safetensors"))  # the step-2 weights, not the last ones
-    best = {k: v for k, v in saved["best"].items()}
-    assert final.keys() == best.keys() and all(torch.equal(final[k], best[k]) for k in final)
+    assert (state["step"], state["best_val"], state["evals_since_best"]) == (3, 2.0, 1)
+    best = saved["best"]
+
+    def final_is_best():
+        final = load_file(str(tmp_path / "run" / "model.safetensors"))
+        return final.keys() == best.keys() and all(torch.equal(final[k], best[k]) for k in final)
+
+    assert final_is_best()  # the step-2 weights, not the step-3 ones
+    # Resumed with room to run: two more worse evaluations make three since the best -> stop at step 5.
+    train_prior(dataclasses.replace(config, max_steps=50, resume_from_checkpoint="latest"))
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 5
+    state = json.loads((find_checkpoint(tmp_path / "run", "latest") / "training_state.json").read_text())
+    assert (state["step"], state["best_val"], state["evals_since_best"]) == (5, 2.0, 3)
+    assert final_is_best()
     with pytest.raises(ValueError, match="validation split"):
         tiny_config(codes_dir, tmp_path / "x", early_stopping_patience=2, validation_fraction=0.0)
 
 
-def test_gpt_dropout_is_on_in_training_only(codes_dir, tmp_path):
-    config = tiny_config(codes_dir, tmp_path, dropout=0.3)
-    model = GPTPrior(GPTPrior.config_class.from_preset("tiny", codebook_size=50, grid_shape=(2, 3), num_classes=4,
-                                                       dropout=config.dropout))
+def test_gpt_dropout_reaches_the_model_and_is_on_in_training_only(codes_dir, tmp_path):
+    output = train_prior(tiny_config(codes_dir, tmp_path, dropout=0.3, max_steps=1))
+    model = GPTPrior.from_pretrained(output)
+    assert model.config.dropout == 0.3  # through build_prior into the saved config
     codes = torch.randint(0, 50, (4, 2, 3))
     model.train()
     assert not torch.equal(model(codes), model(codes))
+    for layer in model.transformer.model.layers:  # attention dropout off: the embedding dropout alone still acts
+        layer.self_attn.attention_dropout = 0.0
+    assert not torch.equal(model(codes), model(codes))
+    model.config.dropout = 0.0  # and without it the training forward is deterministic
+    assert torch.equal(model(codes), model(codes))
+    model.config.dropout = 0.3
     model.eval()
     assert torch.equal(model(codes), model(codes))
     with pytest.raises(ValueError, match="only the gpt prior"):
