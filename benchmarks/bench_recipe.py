@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the recipe's model, losses and optimiser (tokenizer.presets; the 32 px ones)")
     parser.add_argument("--config", default=None, help="a saved TrainTokenizerConfig JSON instead of --preset")
     parser.add_argument("--steps", type=int, default=1500, help="the equal step budget of every recipe")
-    parser.add_argument("--disc_start", type=float, default=0.3,
-                        help="where the discriminator starts, as a fraction of the steps")
+    parser.add_argument("--disc_start", type=float, default=0.6,
+                        help="where the discriminator starts, as a fraction of the steps (small-32px: 60%%)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"some of {list(RECIPES)}")
     parser.add_argument("--equal_time", default="vqvae,perceptual",
                         help=f"the recipes trained again for the full recipe's time ('' = none)")
