@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
+from pipelines.cli import comma_choices
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
 from pipelines.generation import ImageGenerationPipeline
 from tokenizer.data import ImageDataConfig
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="default: pad for fashion-mnist, crop otherwise")
     parser.add_argument("--class_labels", choices=("uniform",), default=None,
                         help="uniform: cycle through the classes (class-conditional priors)")
-    parser.add_argument("--settings", default=None,
+    parser.add_argument("--settings", type=comma_choices(SETTINGS), default=None,
                         help=f"comma-separated names from {list(SETTINGS)} (default: all that apply)")
     parser.add_argument("--num_images", type=int, default=DEFAULT_NUM_IMAGES)
     parser.add_argument("--speed_images", type=int, default=128, help="images timed for images/s")
@@ -81,11 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     pipe = ImageGenerationPipeline.from_pretrained(args.pipeline)
     conditional = pipe.prior.config.num_classes > 0 and args.class_labels is not None
-    names = args.settings.split(",") if args.settings else [
-        n for n, s in SETTINGS.items() if conditional or "guidance_scale" not in s]
-    unknown = [n for n in names if n not in SETTINGS]
-    if unknown:
-        parser.error(f"--settings {unknown}: expected some of {list(SETTINGS)}")
+    names = args.settings or [n for n, s in SETTINGS.items() if conditional or "guidance_scale" not in s]
     resize_mode = args.resize_mode or ("pad" if args.dataset == "fashion-mnist" else "crop")
     data = ImageDataConfig(dataset=args.dataset, split=args.split, resolution=pipe.tokenizer.config.resolution,
                            data_dir=args.data_dir, resize_mode=resize_mode)

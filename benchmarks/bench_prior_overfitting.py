@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from pipelines.cli import comma_choices
 from pipelines.training import train_prior
 from prior.training import TrainPriorConfig
 
@@ -76,13 +77,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--eval_every", type=int, default=50)
     parser.add_argument("--include_flipped", action="store_true", help="also train on the mirrored codes")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {list(VARIANTS)}")
+    parser.add_argument("--variants", type=comma_choices(VARIANTS), default=",".join(VARIANTS),
+                        help=f"some of {list(VARIANTS)}")
     parser.add_argument("--output_dir", default="outputs/overfit")
     args = parser.parse_args(argv)
-    names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        parser.error(f"--variants {unknown}: expected some of {list(VARIANTS)}")
+    names = args.variants
     out = Path(args.output_dir)
     base = TrainPriorConfig(
         codes_dir=args.codes, output_dir="", prior="gpt", size=args.size, include_flipped=args.include_flipped,

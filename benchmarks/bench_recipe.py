@@ -35,7 +35,7 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from pipelines.cli import config_from_dict, merge_settings, preset_settings, read_config_file
+from pipelines.cli import comma_choices, config_from_dict, merge_settings, preset_settings, read_config_file
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_tokenizer
 from pipelines.training import train_tokenizer
 from tokenizer import VQGAN
@@ -148,22 +148,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=1500, help="the equal step budget of every recipe")
     parser.add_argument("--disc_start", type=float, default=0.6,
                         help="where the discriminator starts, as a fraction of the steps (small-32px: 60%%)")
-    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"some of {list(RECIPES)}")
-    parser.add_argument("--equal_time", default="vqvae,perceptual",
-                        help=f"the recipes trained again for the full recipe's time ('' = none)")
+    parser.add_argument("--recipes", type=comma_choices(RECIPES), default=",".join(RECIPES),
+                        help=f"some of {list(RECIPES)}")
+    parser.add_argument("--equal_time", type=comma_choices([r for r in RECIPES if r != FULL]),
+                        default="vqvae,perceptual", help="the recipes trained again for the full recipe's time ('' = none)")
     parser.add_argument("--eval_images", type=int, default=DEFAULT_NUM_IMAGES,
                         help="held-out images for every metric (the whole split where smaller)")
     parser.add_argument("--cache_dir", default=None, help="Inception feature cache (default ~/.cache/tessera)")
     parser.add_argument("--output_dir", default="outputs/recipe")
     parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
-    recipes = [r for r in args.recipes.split(",") if r]
-    unknown = [r for r in recipes if r not in RECIPES]
-    if unknown:
-        parser.error(f"--recipes {unknown}: expected some of {list(RECIPES)}")
-    equal_time = [r for r in args.equal_time.split(",") if r]
-    if [r for r in equal_time if r not in recipes or r == FULL]:
-        parser.error(f"--equal_time {equal_time}: expected some of {[r for r in recipes if r != FULL]}")
+    recipes, equal_time = args.recipes, args.equal_time
+    if not set(equal_time) <= set(recipes):
+        parser.error(f"--equal_time {equal_time}: each must also be among --recipes {recipes}")
 
     out = Path(args.output_dir)
     base = base_config(args)

@@ -231,6 +231,18 @@ def parse_config(cls: type, parser: argparse.ArgumentParser, argv: list[str] | N
         raise ValueError(f"config does not fit {cls.__name__}: {err}") from None
 
 
+def comma_choices(allowed) -> Callable[[str], list[str]]:
+    """An argparse `type` for a comma-separated list of names, each one of `allowed` ('' gives [])."""
+    def parse(text: str) -> list[str]:
+        names = [name for name in text.split(",") if name]
+        unknown = [name for name in names if name not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{unknown}: expected some of {list(allowed)}")
+        return names
+
+    return parse
+
+
 def run_command(main: Callable[[], Any]) -> Any:
     """Run a script's main; the project's own errors become `error: ...` (exit status 2), others keep tracebacks."""
     try:

@@ -132,3 +132,14 @@ def test_presets_lie_under_the_config_file_and_the_flags(tmp_path):
     assert small.model.grid_shapes == [(8, 8)] and small.discriminator.num_layers == 2
     with pytest.raises(SystemExit):  # argparse refuses an unknown name, listing the choices
         parse_config(TrainTokenizerConfig, parser, base + ["--preset", "vq-99"])
+
+
+def test_comma_choices_parse_lists_of_known_names():
+    import argparse
+
+    from pipelines.cli import comma_choices
+
+    parse = comma_choices(["vqvae", "vqgan"])
+    assert parse("vqgan,vqvae") == ["vqgan", "vqvae"] and parse("") == []
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\['gan'\]: expected some of \['vqvae', 'vqgan'\]"):
+        parse("vqvae,gan")
