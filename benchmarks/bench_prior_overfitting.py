@@ -30,6 +30,7 @@ import torch
 
 from pipelines.cli import comma_choices
 from pipelines.training import train_prior
+from pipelines.training_run import read_metrics
 from prior.training import TrainPriorConfig
 
 VARIANTS = {
@@ -53,7 +54,7 @@ def run_variant(name: str, config: TrainPriorConfig) -> dict:
     started = time.perf_counter()
     train_prior(config)
     seconds = time.perf_counter() - started
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(run_dir)
     train = [r["bits_per_token"] for r in records if "bits_per_token" in r][-5:]
     val = [r["val_bits_per_token"] for r in records if r.get("val_bits_per_token") is not None]
     # The saved prior: the best validation weights under early stopping, else the last ones.

@@ -38,6 +38,7 @@ from torchvision.utils import make_grid
 from pipelines.cli import comma_choices, config_from_dict, merge_settings, preset_settings, read_config_file
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_tokenizer
 from pipelines.training import train_tokenizer
+from pipelines.training_run import read_metrics
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
 from tokenizer.gan_phase import check_gan_phase
@@ -92,7 +93,7 @@ def run(name: str, config: TrainTokenizerConfig, test: ImageDataConfig, args) ->
     model = VQGAN.from_pretrained(run_dir)
     metrics = evaluate_tokenizer(model, test, num_images=args.eval_images, progress=not args.no_progress,
                                  cache_dir=args.cache_dir)
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(run_dir)
     gan = check_gan_phase(records, config.loss.disc_start_step) if config.loss.gan_weight > 0 else None
     loop_s = config.max_steps / records[-1]["steps_per_s"]  # the training loop alone, without start-up
     result = {

@@ -20,6 +20,7 @@ from pipelines.decoder import load_decoder
 from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
 from pipelines.generation import ImageGenerationPipeline
 from pipelines.training import train_prior, train_tokenizer
+from pipelines.training_run import read_metrics
 from prior import GPTPrior
 from prior.training import TrainPriorConfig
 from tokenizer import VQGAN, VQGANConfig
@@ -115,6 +116,6 @@ def _evaluate(pipe: ImageGenerationPipeline, test: ImageDataConfig, prior_dir: P
         metrics["tokenizer"]["rfid"] = generation["floor"]["tokenizer"]["fid"]
         metrics["tokenizer"]["rfid_images"] = generation["floor"]["tokenizer"]["num_images"]
         metrics["generation"] = generation
-    lines = [json.loads(line) for line in (prior_dir / "metrics.jsonl").read_text().splitlines()]
+    lines = read_metrics(prior_dir)
     metrics["prior_val_bits_per_token"] = next((l["val_bits_per_token"] for l in reversed(lines) if l.get("val_bits_per_token")), None)
     return metrics

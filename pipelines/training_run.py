@@ -90,6 +90,12 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
+def read_metrics(output_dir: str | Path) -> list[dict]:
+    """The records a run logged to <output_dir>/metrics.jsonl, oldest first ([] before the first)."""
+    path = Path(output_dir) / METRICS_NAME
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 class TrainingRun:
     """The accelerator, logs and checkpoints of one run in `output_dir`.
 
@@ -160,8 +166,7 @@ class TrainingRun:
             self._draw_curves()
 
     def records(self) -> list[dict]:
-        path = self.output_dir / METRICS_NAME
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+        return read_metrics(self.output_dir)
 
     def _draw_curves(self) -> None:
         if self.is_main_process and (records := self.records()):

@@ -287,7 +287,7 @@ class PriorTrainer:
             return
         from torchvision.utils import save_image
 
-        model = self.ema.module if self.ema is not None else self.raw_model
+        model = self._model_to_save()
         model.eval()
         n = 16
         labels = torch.arange(n) % self.train_codes.num_classes if self.conditional else None
