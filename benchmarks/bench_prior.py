@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from pipelines import TokenizeDatasetConfig, tokenize_dataset
 from prior import CodesDataset, GPTPrior, GPTPriorConfig
 from prior.sampling import pick_tokens
-from prior.training import PriorTrainer, TrainPriorConfig, prior_loss
+from pipelines.training import train_prior
+from pipelines.training_run import TrainingRun, read_metrics
+from prior.training import PRIORS, PriorTrainer, TrainPriorConfig, prior_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +132,7 @@ def training_overhead(codes_dir: Path, args, workdir: Path) -> dict:
     config = TrainPriorConfig(codes_dir=str(codes_dir), output_dir=str(workdir / "overhead"), prior="gpt",
                               size=args.train_size, batch_size=args.batch_size, max_steps=10_000, warmup_steps=0,
                               validation_fraction=0.0, class_dropout=0.0, progress=False)
-    trainer = PriorTrainer(config)
+    trainer = PriorTrainer(config, TrainingRun(config, PriorTrainer.curves, project_name="gpt prior"))
     model = trainer.raw_model
     tokens_per_step = args.batch_size * math.prod(trainer.train_codes.grid_shape)
     trainer.train_step()  # warm-up
@@ -192,11 +194,11 @@ def prior_quality(codes_dir: Path, args, workdir: Path) -> dict:
             validation_fraction=0.05, progress=False,
         )
         start = time.perf_counter()
-        trainer = PriorTrainer(config)
-        trainer.train()
-        lines = [json.loads(line) for line in (workdir / prior / "metrics.jsonl").read_text().splitlines()]
+        output = train_prior(config)
+        lines = read_metrics(output)
+        model = PRIORS[prior][0].from_pretrained(output)
         result[prior] = {
-            "size": size, "parameters": sum(p.numel() for p in trainer.raw_model.parameters()),
+            "size": size, "parameters": sum(p.numel() for p in model.parameters()),
             "val_bits_per_token": lines[-1]["val_bits_per_token"], "train_seconds": time.perf_counter() - start,
         }
     return result
