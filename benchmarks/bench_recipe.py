@@ -32,11 +32,10 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
-from torchvision.utils import make_grid
 
 from pipelines.cli import comma_choices, config_from_dict, merge_settings, preset_settings, read_config_file
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_tokenizer
+from pipelines.figures import save_labelled_rows
 from pipelines.training import train_tokenizer
 from pipelines.training_run import read_metrics
 from tokenizer import VQGAN
@@ -124,19 +123,7 @@ def comparison_grid(run_dirs: dict[str, Path], test: ImageDataConfig, path: Path
     for run_dir in run_dirs.values():
         model = VQGAN.from_pretrained(run_dir).eval()
         rows.append(model.decode(model.encode(images)).clamp(-1, 1))
-    scale = 2  # 32 px is small on screen
-    grid = make_grid((torch.cat(rows) + 1) / 2, nrow=count, padding=2, pad_value=1.0)
-    grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
-    pixels = (grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
-    label_width = 120
-    canvas = Image.new("RGB", (pixels.shape[1] + label_width, pixels.shape[0]), "white")
-    canvas.paste(Image.fromarray(pixels), (label_width, 0))
-    draw = ImageDraw.Draw(canvas)
-    row_height = pixels.shape[0] / len(rows)
-    for i, label in enumerate(["original", *run_dirs]):
-        draw.text((6, int(i * row_height + row_height / 2) - 6), label, fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    save_labelled_rows(rows, ["original", *run_dirs], path, label_width=120)
 
 
 def main(argv: list[str] | None = None) -> dict:

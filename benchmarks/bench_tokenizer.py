@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     quantizer = QuantizerConfig(
-        codebook_size=args.codebook_size, code_dim=8, use_ema=True, kmeans_init=True,
-        dead_code_threshold=args.dead_code_threshold,
+        codebook_size=args.codebook_size, code_dim=8, use_ema=True, ema_decay=0.99, kmeans_init=True,
+        dead_code_threshold=args.dead_code_threshold,  # decay 0.99: the setting the README's comparison was run at
     )
     config = VQGANConfig(
         downsample_factor=4, resolution=32, channels=args.channels, z_channels=32, num_res_blocks=1, quantizer=quantizer

@@ -22,31 +22,31 @@ from pipelines.generation import ImageGenerationPipeline
 from pipelines.training import train_prior, train_tokenizer
 from pipelines.training_run import read_metrics
 from prior import GPTPrior
+from prior.presets import PRIOR_PRESETS
 from prior.training import TrainPriorConfig
-from tokenizer import VQGAN, VQGANConfig
+from pipelines.cli import config_from_dict, merge_settings, preset_settings
+from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
-from tokenizer.discriminator import DiscriminatorConfig
 from tokenizer.evaluation import save_reconstruction_grid
-from tokenizer.losses import LossConfig
-from tokenizer.quantizer import QuantizerConfig
+from tokenizer.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
 
-def tokenizer_config(output_dir: Path, steps: int) -> TrainTokenizerConfig:
-    model = VQGANConfig(
-        downsample_factor=4, resolution=32, channels=32, z_channels=32,
-        quantizer=QuantizerConfig(codebook_size=256, code_dim=8, dead_code_threshold=1.0),
-    )
-    return TrainTokenizerConfig(
-        output_dir=str(output_dir / "tokenizer"),
-        data=ImageDataConfig(dataset="emoji", split="train", resolution=32, random_flip=True),
-        model=model,
-        loss=LossConfig(reconstruction_loss="l1", perceptual_loss="stlpips-alex", perceptual_weight=0.1,
-                        gan_weight=0.1, disc_start_step=int(steps * 0.6)),
-        discriminator=DiscriminatorConfig(channels=32, num_layers=2),
-        max_steps=steps, batch_size=32, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=min(50, steps // 4),
-        num_workers=1, log_every=25, image_every=max(steps // 4, 1), checkpoint_every=max(steps // 2, 1),
-        resume_from_checkpoint="latest",  # a second `make demo` continues (or reuses) the first one's run
-    )
+# The demo's budget: under 20 minutes on 2 cores with its quick evaluation (README, "Two commands").
+TOKENIZER_STEPS = 300
+PRIOR_STEPS = 700
+
+def tokenizer_config(output_dir: Path, steps: int, recipe: dict | None = None) -> TrainTokenizerConfig:
+    """The `small-32px` preset (tokenizer/presets.py) cut to `steps` (the discriminator starts at 60% of them);
+    `recipe`: a partial config dict laid over it (benchmarks/bench_demo.py measures earlier demo recipes)."""
+    budget = {
+        "output_dir": str(output_dir / "tokenizer"),
+        "data": {"dataset": "emoji", "split": "train", "resolution": 32, "random_flip": True},
+        "max_steps": steps, "warmup_steps": min(50, steps // 4), "num_workers": 1, "log_every": 25,
+        "image_every": max(steps // 4, 1), "checkpoint_every": max(steps // 2, 1),
+        "resume_from_checkpoint": "latest",  # a second `make demo` continues (or reuses) the first one's run
+    }
+    settings = merge_settings(merge_settings(preset_settings(TOKENIZER_PRESETS, "small-32px"), budget), recipe or {})
+    return config_from_dict(TrainTokenizerConfig, settings)
 
 
 def tokenize_config(codes_dir: Path, max_images: int | None) -> TokenizeDatasetConfig:
@@ -54,24 +54,29 @@ def tokenize_config(codes_dir: Path, max_images: int | None) -> TokenizeDatasetC
                                  flip=True, num_workers=1)
 
 
-def prior_config(output_dir: Path, steps: int) -> TrainPriorConfig:
-    return TrainPriorConfig(
-        codes_dir=str(output_dir / "codes"), output_dir=str(output_dir / "prior"), prior="gpt", size="small",
-        include_flipped=True, max_steps=steps, batch_size=32, learning_rate=1e-3, warmup_steps=min(100, steps // 4),
-        ema_decay=0.0, eval_every=max(steps // 4, 1), sample_every=max(steps // 2, 1), checkpoint_every=max(steps // 2, 1),
-        resume_from_checkpoint="latest",
-    )
+def prior_config(output_dir: Path, steps: int, recipe: dict | None = None) -> TrainPriorConfig:
+    """The `small-32px` prior preset (prior/presets.py) on the (mirrored) codes for `steps`; `recipe`: a partial
+    config dict laid over it."""
+    budget = {
+        "codes_dir": str(output_dir / "codes"), "output_dir": str(output_dir / "prior"), "include_flipped": True,
+        "max_steps": steps, "warmup_steps": min(100, steps // 4), "eval_every": max(steps // 4, 1),
+        "sample_every": max(steps // 2, 1), "checkpoint_every": max(steps // 2, 1), "resume_from_checkpoint": "latest",
+    }
+    settings = merge_settings(merge_settings(preset_settings(PRIOR_PRESETS, "small-32px"), budget), recipe or {})
+    return config_from_dict(TrainPriorConfig, settings)
 
 
-def run_demo(output_dir: str | Path, tokenizer_steps: int = 400, prior_steps: int = 900, eval_images: int = 150,
-             quick: bool = False) -> dict:
+def run_demo(output_dir: str | Path, tokenizer_steps: int = TOKENIZER_STEPS, prior_steps: int = PRIOR_STEPS,
+             eval_images: int = 150, quick: bool = False, recipe: dict | None = None) -> dict:
     """Run the demo into `output_dir` and return what it writes to <output_dir>/metrics.json.
 
     Writes tokenizer/, codes/, prior/, pipeline/ (ImageGenerationPipeline.from_pretrained), samples.png
     (64 samples), reconstructions.png (top: held-out emoji, bottom: decoded) and metrics.json (tokenizer,
     generation when eval_images > 0, prior_val_bits_per_token, timings). `quick` shrinks every stage to a few
-    steps and skips FID (a smoke test); the defaults take under 20 minutes on 2 cores.
+    steps and skips FID (a smoke test); the defaults take under 20 minutes on 2 cores. `recipe`: partial config
+    dicts {"tokenizer": {...}, "prior": {...}} laid over the demo's own (benchmarks/bench_demo.py).
     """
+    recipe = recipe or {}
     if quick:
         tokenizer_steps, prior_steps, eval_images = 2, 2, 0
     output = Path(output_dir)
@@ -81,11 +86,11 @@ def run_demo(output_dir: str | Path, tokenizer_steps: int = 400, prior_steps: in
         timings[name] = round(time.perf_counter() - started - sum(timings.values()), 1)
 
     torch.manual_seed(0)
-    tokenizer_dir = train_tokenizer(tokenizer_config(output, tokenizer_steps))
+    tokenizer_dir = train_tokenizer(tokenizer_config(output, tokenizer_steps, recipe.get("tokenizer")))
     lap("train_tokenizer_s")
     tokenize_dataset(tokenizer_dir, tokenize_config(output / "codes", 64 if quick else None))
     lap("tokenize_s")
-    prior_dir = train_prior(prior_config(output, prior_steps), load_decoder(tokenizer_dir))
+    prior_dir = train_prior(prior_config(output, prior_steps, recipe.get("prior")), load_decoder(tokenizer_dir))
     lap("train_prior_s")
     pipe = ImageGenerationPipeline(VQGAN.from_pretrained(tokenizer_dir), GPTPrior.from_pretrained(prior_dir))
     test = ImageDataConfig(dataset="emoji", split="test", resolution=32)  # held-out: reconstructions and every metric

@@ -52,9 +52,10 @@ class TrainPriorConfig:
     dropout: float = field(default=0.0, metadata={
         "help": "GPT: dropout on the token embeddings and attention weights, against overfitting small data sets"})
     max_steps: int = 10_000
-    batch_size: int = field(default=64, metadata={"help": "grids per process and micro-batch"})
+    # Defaults: the "small-32px" preset (prior/presets.py; a test keeps them equal).
+    batch_size: int = field(default=32, metadata={"help": "grids per process and micro-batch"})
     gradient_accumulation_steps: int = 1
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     weight_decay: float = field(default=0.05, metadata={"help": "applied to matrices only"})
     adam_betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 100

@@ -6,8 +6,13 @@
         --mixed_precision bf16 --tokenizer runs/fmnist-vq --output_dir runs/fmnist-gpt-b
     python scripts/train_prior.py --config runs/fmnist-gpt/train_config.json --output_dir runs/fmnist-gpt-2
 
-Every flag is a field of prior.training.TrainPriorConfig (defaults live there). `--config FILE` starts from a saved
-config, such as the train_config.json every run writes; flags beside it override it.
+Every flag is a field of prior.training.TrainPriorConfig (defaults live there: the small-32px recipe).
+`--config FILE` starts from a saved config, such as the train_config.json every run writes; flags beside it
+override it. `--preset NAME` starts from a named recipe (prior/presets.py: small-32px, imagenet-gpt-b =
+LlamaGen's class-conditional GPT-B) under both:
+
+    accelerate launch scripts/train_prior.py --preset imagenet-gpt-b --codes codes/imagenet --output_dir runs/gpt-b
+
 Writes metrics.jsonl and curves.png (training and validation bits per token, learning rate), samples/samples_*.png
 when --tokenizer is given, checkpoints/checkpoint_<step>/ and, at the end, config.json + model.safetensors.
 """
@@ -17,11 +22,12 @@ from __future__ import annotations
 from pipelines.cli import config_parser, parse_config, run_command
 from pipelines.decoder import load_decoder
 from pipelines.training import train_prior
+from prior.presets import PRIOR_PRESETS
 from prior.training import TrainPriorConfig
 
 
 def main(argv: list[str] | None = None):
-    parser = config_parser(TrainPriorConfig, __doc__)
+    parser = config_parser(TrainPriorConfig, __doc__, presets=PRIOR_PRESETS)
     config, _ = parse_config(TrainPriorConfig, parser, argv)
     decoder = load_decoder(config.tokenizer) if config.tokenizer else None
     output = train_prior(config, decoder)

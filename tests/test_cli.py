@@ -134,6 +134,39 @@ def test_presets_lie_under_the_config_file_and_the_flags(tmp_path):
         parse_config(TrainTokenizerConfig, parser, base + ["--preset", "vq-99"])
 
 
+def test_the_defaults_are_the_small_32px_preset(tmp_path):
+    """No quality flags = the best measured recipe at 32 px; the named preset keeps it when defaults move."""
+    from tokenizer.presets import TOKENIZER_PRESETS
+
+    parser = config_parser(TrainTokenizerConfig, presets=TOKENIZER_PRESETS)
+    base = ["--dataset", "emoji", "--output_dir", str(tmp_path)]
+    plain, _ = parse_config(TrainTokenizerConfig, parser, base)
+    preset, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "small-32px"])
+    assert plain == preset
+    assert plain.model.quantizer.ema_decay == 0.9 and plain.lr_schedule == "cosine"
+    # The discriminator starts at 60% of whatever budget is given, unless a step is.
+    assert plain.loss.disc_start_step == 6000
+    short, _ = parse_config(TrainTokenizerConfig, parser, base + ["--max_steps", "400"])
+    assert short.loss.disc_start_step == 240
+    fixed, _ = parse_config(TrainTokenizerConfig, parser, base + ["--max_steps", "400", "--disc_start_step", "50"])
+    assert fixed.loss.disc_start_step == 50
+
+
+def test_prior_defaults_are_the_small_32px_preset_and_gpt_b_follows_llamagen(tmp_path):
+    from prior.presets import PRIOR_PRESETS
+    from prior.training import TrainPriorConfig
+
+    parser = config_parser(TrainPriorConfig, presets=PRIOR_PRESETS)
+    base = ["--codes", str(tmp_path / "codes"), "--output_dir", str(tmp_path / "prior")]
+    plain, _ = parse_config(TrainPriorConfig, parser, base)
+    assert plain == parse_config(TrainPriorConfig, parser, base + ["--preset", "small-32px"])[0]
+    gpt_b, _ = parse_config(TrainPriorConfig, parser, base + ["--preset", "imagenet-gpt-b", "--max_steps", "100"])
+    # LlamaGen train_c2i.py: GPT-B, lr 1e-4 constant, betas (0.9, 0.95), wd 0.05, clip 1, bf16, label dropout 0.1.
+    assert (gpt_b.size, gpt_b.learning_rate, gpt_b.lr_schedule, gpt_b.warmup_steps) == ("base", 1e-4, "constant", 0)
+    assert (gpt_b.adam_betas, gpt_b.weight_decay, gpt_b.mixed_precision) == ((0.9, 0.95), 0.05, "bf16")
+    assert (gpt_b.class_dropout, gpt_b.dropout, gpt_b.max_steps) == (0.1, 0.1, 100)
+
+
 def test_comma_choices_parse_lists_of_known_names():
     import argparse
 

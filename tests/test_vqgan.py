@@ -93,6 +93,8 @@ def test_load_weights_from_other_config_is_value_error(tmp_path):
         (lambda: LossConfig(gan_loss="wasserstein"), "gan_loss='wasserstein'"),
         (lambda: LossConfig(perceptual_loss="vgg19"), "perceptual_loss='vgg19'"),
         (lambda: VQGANConfig.from_dict({"resolution": 32, "colour": 1}), "colour"),
+        # The start left unset is a share of the run: only TrainTokenizerConfig knows max_steps.
+        (lambda: VQGANLoss(LossConfig(perceptual_loss="none")), "disc_start_step=None"),
     ],
 )
 def test_invalid_configs_raise_value_error(build, match):
@@ -164,7 +166,7 @@ def test_gan_terms_wait_for_disc_start_step():
 
 @pytest.mark.parametrize("kind", ["hinge", "non-saturating"])
 def test_discriminator_loss_decreases_when_it_separates(kind):
-    loss_fn = VQGANLoss(LossConfig(perceptual_loss="none", gan_loss=kind))
+    loss_fn = VQGANLoss(LossConfig(perceptual_loss="none", gan_loss=kind, disc_start_step=0))
     real, fake = torch.ones(2, 3, 8, 8), -torch.ones(2, 3, 8, 8)
     good = lambda x: x.mean(dim=(1, 2, 3), keepdim=True) * 5  # noqa: E731  (says real for real, fake for fake)
     bad = lambda x: -good(x)  # noqa: E731

@@ -12,8 +12,8 @@ from torch import nn
 class DiscriminatorConfig:
     in_channels: int = field(default=3, metadata={"flag": "in_channels", "help": "image channels"})
     channels: int = field(default=64, metadata={"flag": "disc_channels", "help": "discriminator base width"})
-    # stride-2 convs; the receptive field grows with it (70x70 patches at 3)
-    num_layers: int = field(default=3, metadata={"flag": "disc_layers", "help": "discriminator stride-2 layers"})
+    # stride-2 convs; the receptive field grows with it (70x70 patches at 3, 34x34 at 2: for 32 px images)
+    num_layers: int = field(default=2, metadata={"flag": "disc_layers", "help": "discriminator stride-2 layers"})
 
     def __post_init__(self) -> None:
         if self.num_layers < 1 or self.channels < 1:

@@ -21,12 +21,14 @@ from torch import nn
 
 @dataclass
 class QuantizerConfig:
-    codebook_size: int = field(default=1024, metadata={"help": "number of codes"})
+    codebook_size: int = field(default=256, metadata={"help": "number of codes"})
     code_dim: int = field(default=8, metadata={"help": "lookup dimension (LlamaGen uses 8)"})
     # weight of the commitment term β‖z_e − sg[e]‖² (not of the codebook term)
     beta: float = field(default=0.25, metadata={"help": "commitment weight β"})
     use_ema: bool = field(default=True, metadata={"flag": "ema_codebook", "help": "update the codebook by EMA (off: by gradient)"})
-    ema_decay: float = field(default=0.99, metadata={"flag": "codebook_ema_decay", "help": "decay of the codebook EMA"})
+    # 0.9, not the usual 0.99: at 0.99 the codebook trails an encoder trained at lr 1e-3 and collapses to a few
+    # dozen codes for the first ~300 steps (README, "Why the demo's reconstructions were smeared").
+    ema_decay: float = field(default=0.9, metadata={"flag": "codebook_ema_decay", "help": "decay of the codebook EMA"})
     ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA counts
     l2_normalize: bool = field(default=False, metadata={"flag": "l2_normalize_codes", "help": "l2-normalised codes and lookup"})
     kmeans_init: bool = True

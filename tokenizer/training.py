@@ -45,6 +45,10 @@ CURVES = {
 }
 
 
+# The discriminator's default start, as a share of the run (README, "The recipe, measured").
+DISC_START_FRACTION = 0.6
+
+
 @dataclass
 class TrainTokenizerConfig:
     output_dir: str = field(metadata={"help": "where checkpoints, metrics, curves and the final model go"})
@@ -55,12 +59,12 @@ class TrainTokenizerConfig:
     max_steps: int = field(default=10_000, metadata={"help": "optimiser steps"})
     batch_size: int = field(default=32, metadata={"help": "images per process and micro-batch"})
     gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-4
+    learning_rate: float = 1e-3
     disc_learning_rate: float | None = field(default=None, metadata={"help": "discriminator LR; none = learning_rate"})
     adam_betas: tuple[float, float] = (0.5, 0.9)  # taming's GAN betas
     weight_decay: float = 0.0
-    warmup_steps: int = 0
-    lr_schedule: str = field(default="constant", metadata={"help": f"one of {list(LR_SCHEDULES)}"})
+    warmup_steps: int = 50
+    lr_schedule: str = field(default="cosine", metadata={"help": f"one of {list(LR_SCHEDULES)}"})
     max_grad_norm: float | None = None
     mixed_precision: str = field(default="no", metadata={"help": f"one of {list(MIXED_PRECISION)}"})
     # EMA of weights; 0 = off. With EMA on, the saved model holds the EMA weights.
@@ -83,6 +87,8 @@ class TrainTokenizerConfig:
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_every", "image_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
+        if self.loss.disc_start_step is None:  # recorded as a step in train_config.json
+            self.loss.disc_start_step = int(DISC_START_FRACTION * self.max_steps)
         smallest = 3 * 2**self.discriminator.num_layers  # each PatchGAN layer halves; two 4x4 convs follow
         if self.loss.gan_weight > 0 and self.model.resolution < smallest:
             raise ValueError(

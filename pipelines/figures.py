@@ -1,0 +1,29 @@
+"""Pictures for the benchmarks: rows of images, each with a label on its left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+
+def save_labelled_rows(rows: list[torch.Tensor], labels: list[str], path: str | Path, scale: int = 2,
+                       label_width: int = 150) -> None:
+    """Save rows of images (each (n, 3, H, W) in [-1, 1], the same n) one above the other, `labels[i]` left of
+    row i, every pixel shown `scale` x `scale` times (32 px images are small on screen)."""
+    if len(rows) != len(labels):
+        raise ValueError(f"{len(rows)} rows but {len(labels)} labels: expected one label per row")
+    count = rows[0].shape[0]
+    grid = make_grid((torch.cat(rows).float() + 1) / 2, nrow=count, padding=2, pad_value=1.0)
+    grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    pixels = (grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    canvas = Image.new("RGB", (pixels.shape[1] + label_width, pixels.shape[0]), "white")
+    canvas.paste(Image.fromarray(pixels), (label_width, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_height = pixels.shape[0] / len(rows)
+    for i, label in enumerate(labels):
+        draw.text((6, int(i * row_height + row_height / 2) - 6), label, fill="black")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
