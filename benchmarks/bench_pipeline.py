@@ -1,11 +1,19 @@
 #!/usr/bin/env python
-"""Benchmark: the full two-stage flow at a fixed CPU budget, scored against the held-out split.
+"""Benchmark: the whole class-conditional flow on Fashion-MNIST at a CPU budget, under the quality protocol.
 
-Fashion-MNIST (padded to 32x32, class-conditional GPT, guidance off and on) and emoji (the demo's flow):
-FID and KID of generated images against the test split, sampling images/s, and the tokenizer's rFID on the
-same number of test images, the floor a prior over its codes can reach. Prints one JSON object.
+Trains a tokenizer with the default recipe (the small-32px preset) for --tokenizer_steps, tokenizes all 60,000
+training images, trains a class-conditional GPT prior with the default prior recipe for --prior_steps, then
+generates --num_images samples (default 2,000, labels cycling through the ten classes) without and with
+classifier-free guidance and measures FID, KID (mean ± std) and precision/recall against as many test images,
+with both floors beside them: as many training images against the same reference, and the tokenizer's
+reconstructions of the reference (its rFID). The issue's aim is a generation FID within 1.5x of that rFID from
+at most an hour of training; the result says how far off it is (`fid_over_rfid`, `train_s`).
 
-    python benchmarks/bench_pipeline.py --output_json outputs/bench_pipeline.json
+Each stage continues (or reuses) what an earlier run left in --output_dir; the pipeline is saved to
+<output_dir>/pipeline for benchmarks/bench_generation.py's sweep. Writes <output_dir>/samples.png (a row of
+samples per class) and <output_dir>/results.json; prints the JSON. Emoji: benchmarks/bench_demo.py.
+
+    python benchmarks/bench_pipeline.py --output_dir outputs/pipeline-fmnist
 """
 
 from __future__ import annotations
@@ -14,110 +22,102 @@ import argparse
 import contextlib
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
+from pipelines.cli import config_from_preset
 from pipelines.decoder import load_decoder
-from pipelines.demo import run_demo
-from pipelines.evaluation import evaluate_generation, evaluate_tokenizer
+from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
+from pipelines.figures import save_labelled_rows
+from pipelines.training import train_prior, train_tokenizer
 from prior import GPTPrior
-from pipelines.training import train_prior
+from prior.presets import PRIOR_PRESETS
 from prior.training import TrainPriorConfig
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def sampling_images_per_s(pipe: ImageGenerationPipeline, n: int, **kwargs) -> float:
-    start = time.perf_counter()
-    pipe(n, output_type="pt", generator=torch.Generator().manual_seed(0), **kwargs)
-    return n / (time.perf_counter() - start)
+from tokenizer.presets import TOKENIZER_PRESETS
+from tokenizer.training import TrainTokenizerConfig
 
 
-def fashion_mnist(args, workdir: Path) -> dict:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_tokenize import train_small_tokenizer
-
-    started = time.perf_counter()
-    tokenizer_dir = train_small_tokenizer(workdir / "tokenizer", args.tokenizer_steps, args.data_dir)
-    codes = workdir / "codes"
-    tokenize_dataset(tokenizer_dir, TokenizeDatasetConfig(dataset="fashion-mnist", resize_mode="pad", output_dir=str(codes),
-                                                          data_dir=args.data_dir, num_workers=1, progress=False))
-    config = TrainPriorConfig(codes_dir=str(codes), output_dir=str(workdir / "prior"), prior="gpt", size=args.prior_size,
-                              max_steps=args.prior_steps, batch_size=64, learning_rate=1e-3, warmup_steps=100,
-                              class_dropout=0.1, eval_every=args.prior_steps, checkpoint_every=args.prior_steps,
-                              progress=False)
-    prior_dir = train_prior(config, load_decoder(tokenizer_dir))
-    train_seconds = time.perf_counter() - started
+def train(args, output: Path) -> tuple[ImageGenerationPipeline, dict]:
+    """The three stages with the default recipes; seconds per stage."""
+    data = {"dataset": "fashion-mnist", "resolution": 32, "resize_mode": "pad", "data_dir": args.data_dir,
+            "max_images": args.max_train_images}
+    seconds, started = {}, time.perf_counter()
+    tokenizer_dir = train_tokenizer(config_from_preset(TrainTokenizerConfig, TOKENIZER_PRESETS, "small-32px", {
+        "output_dir": str(output / "tokenizer"), "data": {**data, "split": "train"}, "max_steps": args.tokenizer_steps,
+        "num_workers": 1, "log_every": 25, "image_every": max(args.tokenizer_steps // 4, 1),
+        "checkpoint_every": max(args.tokenizer_steps // 4, 1), "resume_from_checkpoint": "latest",
+        "progress": not args.no_progress}))
+    seconds["tokenizer_s"] = time.perf_counter() - started
+    codes = output / "codes"
+    if not (codes / "manifest.json").is_file():
+        tokenize_dataset(tokenizer_dir, TokenizeDatasetConfig(
+            dataset="fashion-mnist", split="train", resize_mode="pad", data_dir=args.data_dir,
+            max_images=args.max_train_images, output_dir=str(codes),
+            num_workers=1, progress=not args.no_progress))
+    seconds["tokenize_s"] = time.perf_counter() - started - sum(seconds.values())
+    prior_dir = train_prior(config_from_preset(TrainPriorConfig, PRIOR_PRESETS, "small-32px", {
+        "codes_dir": str(codes), "output_dir": str(output / "prior"), "max_steps": args.prior_steps,
+        "eval_every": max(args.prior_steps // 10, 1), "sample_every": max(args.prior_steps // 4, 1),
+        "checkpoint_every": max(args.prior_steps // 4, 1), "resume_from_checkpoint": "latest",
+        "progress": not args.no_progress}), load_decoder(tokenizer_dir))
+    seconds["prior_s"] = time.perf_counter() - started - sum(seconds.values())
     pipe = ImageGenerationPipeline(VQGAN.from_pretrained(tokenizer_dir), GPTPrior.from_pretrained(prior_dir))
-    test = ImageDataConfig(dataset="fashion-mnist", split="test", resolution=32, resize_mode="pad", data_dir=args.data_dir)
-    result = {
-        "budget": {"tokenizer_steps": args.tokenizer_steps, "prior_steps": args.prior_steps, "prior_size": args.prior_size,
-                   "train_seconds": train_seconds},
-        "tokenizer_rfid": evaluate_tokenizer(pipe.tokenizer, test, num_images=args.num_images, progress=False)["rfid"],
-    }
-    for scale in (1.0, args.guidance_scale):
-        metrics = evaluate_generation(pipe, test, args.num_images, class_labels="uniform", guidance_scale=scale,
-                                      top_k=args.top_k, progress=False)
-        labels = [i % 10 for i in range(args.speed_images)]
-        metrics["sampling_images_per_s"] = sampling_images_per_s(pipe, args.speed_images, class_labels=labels,
-                                                                 guidance_scale=scale, top_k=args.top_k)
-        result[f"guidance_{scale:g}"] = metrics
-    return result
+    pipe.save_pretrained(output / "pipeline")
+    return pipe, {k: round(v, 1) for k, v in seconds.items()}
 
 
-def emoji(args, workdir: Path) -> dict:
-    """The demo's flow (run_demo) at its default budget; its metrics.json has what we need. With --emoji_from,
-    the output folder of a demo that already ran is read instead (the demo takes most of 20 minutes)."""
+@torch.no_grad()
+def images_per_s(pipe: ImageGenerationPipeline, count: int, **settings) -> float:
+    labels = [i % pipe.prior.config.num_classes for i in range(count)]
     started = time.perf_counter()
-    demo = Path(args.emoji_from) if args.emoji_from else workdir / "demo"
-    if not args.emoji_from:
-        run_demo(demo, eval_images=args.emoji_images)
-    metrics = json.loads((demo / "metrics.json").read_text())
-    pipe = ImageGenerationPipeline.from_pretrained(demo / "pipeline")
-    return {
-        "source": str(demo) if args.emoji_from else "run_demo run by this benchmark",
-        "seconds": metrics["timings"]["total_s"] if args.emoji_from else time.perf_counter() - started,
-        "tokenizer_rfid": metrics["tokenizer"]["rfid"],
-        **metrics["generation"],
-        "sampling_images_per_s": sampling_images_per_s(pipe, args.speed_images, top_k=64),
-        "timings": metrics["timings"],
-    }
+    pipe(count, class_labels=labels, generator=torch.Generator().manual_seed(1), output_type="pt", **settings)
+    return count / (time.perf_counter() - started)
+
+
+@torch.no_grad()
+def samples_grid(pipe: ImageGenerationPipeline, path: Path, guidance_scale: float, per_class: int = 12) -> None:
+    names = list(pipe.prior.config.class_names) or [str(c) for c in range(pipe.prior.config.num_classes)]
+    rows = [pipe(per_class, class_labels=[c] * per_class, guidance_scale=guidance_scale, output_type="pt",
+                 generator=torch.Generator().manual_seed(c)).images * 2 - 1 for c in range(len(names))]
+    save_labelled_rows(rows, names, path, label_width=90)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer_steps", type=int, default=600)
-    parser.add_argument("--prior_steps", type=int, default=800)
-    parser.add_argument("--prior_size", default="small")
-    parser.add_argument("--guidance_scale", type=float, default=3.0)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--num_images", type=int, default=300,
-                        help="Fashion-MNIST: generated and reference images for FID/KID (and rFID)")
-    parser.add_argument("--speed_images", type=int, default=64)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--emoji_images", type=int, default=150,
-                        help="generated and held-out emoji for FID/KID (the test split has 401)")
-    parser.add_argument("--skip_emoji", action="store_true")
-    parser.add_argument("--emoji_from", default=None, help="a finished demo.py output folder to read instead of rerunning it")
-    parser.add_argument("--output_json", default=None)
+    parser.add_argument("--tokenizer_steps", type=int, default=1000)
+    parser.add_argument("--prior_steps", type=int, default=3000)
+    parser.add_argument("--guidance_scale", type=float, default=2.0, help="the guided setting beside plain sampling")
+    parser.add_argument("--num_images", type=int, default=DEFAULT_NUM_IMAGES)
+    parser.add_argument("--speed_images", type=int, default=128, help="images timed for images/s")
+    parser.add_argument("--data_dir", default=None, help="Fashion-MNIST IDX files (default: the Debian package's)")
+    parser.add_argument("--max_train_images", type=int, default=None, help="the first N training images (smoke runs)")
+    parser.add_argument("--cache_dir", default=None, help="Inception feature cache (default: the user cache)")
+    parser.add_argument("--output_dir", default="outputs/pipeline-fmnist")
+    parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
-    result = {"threads": torch.get_num_threads()}
+    output = Path(args.output_dir)
     # The stages' own lines (tokenize summary, resume notes) go to stderr: stdout stays one JSON object.
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
-        result["fashion_mnist"] = fashion_mnist(args, Path(tmp) / "fmnist")
-        if not args.skip_emoji:
-            result["emoji"] = emoji(args, Path(tmp) / "emoji")
+    with contextlib.redirect_stdout(sys.stderr):
+        pipe, seconds = train(args, output)
+        test = ImageDataConfig(dataset="fashion-mnist", split="test", resolution=32, resize_mode="pad",
+                               data_dir=args.data_dir)
+        result = {"budget": {"tokenizer_steps": args.tokenizer_steps, "prior_steps": args.prior_steps, **seconds,
+                             "train_s": round(sum(seconds.values()), 1)}}
+        for scale in (1.0, args.guidance_scale):
+            metrics = evaluate_generation(pipe, test, args.num_images, class_labels="uniform", guidance_scale=scale,
+                                          floor_split="train", cache_dir=args.cache_dir, progress=not args.no_progress)
+            metrics["fid_over_rfid"] = round(metrics["fid"] / metrics["floor"]["tokenizer"]["fid"], 3)
+            metrics["images_per_s"] = images_per_s(pipe, args.speed_images, guidance_scale=scale)
+            result[f"guidance_{scale:g}"] = metrics
+        samples_grid(pipe, output / "samples.png", args.guidance_scale)
     text = json.dumps(result, indent=2)
+    (output / "results.json").write_text(text + "\n")
     print(text)
-    if args.output_json:
-        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_json).write_text(text + "\n")
     return result
 
 

@@ -195,6 +195,14 @@ def preset_settings(presets: dict[str, dict], name: str) -> dict:
     return json.loads(json.dumps(presets[name]))  # a deep copy; the table stays untouched
 
 
+def config_from_preset(cls: type, presets: dict[str, dict], name: str, *overlays: dict | None) -> Any:
+    """A `cls` config from the preset `name` with partial config dicts laid over it in order (later ones win)."""
+    settings = preset_settings(presets, name)
+    for overlay in overlays:
+        settings = merge_settings(settings, overlay or {})
+    return config_from_dict(cls, settings)
+
+
 def _has(data: dict, path: tuple[str, ...]) -> bool:
     for key in path:
         if not isinstance(data, dict) or key not in data:

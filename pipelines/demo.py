@@ -24,7 +24,7 @@ from pipelines.training_run import read_metrics
 from prior import GPTPrior
 from prior.presets import PRIOR_PRESETS
 from prior.training import TrainPriorConfig
-from pipelines.cli import config_from_dict, merge_settings, preset_settings
+from pipelines.cli import config_from_preset
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
 from tokenizer.evaluation import save_reconstruction_grid
@@ -45,8 +45,7 @@ def tokenizer_config(output_dir: Path, steps: int, recipe: dict | None = None) -
         "image_every": max(steps // 4, 1), "checkpoint_every": max(steps // 2, 1),
         "resume_from_checkpoint": "latest",  # a second `make demo` continues (or reuses) the first one's run
     }
-    settings = merge_settings(merge_settings(preset_settings(TOKENIZER_PRESETS, "small-32px"), budget), recipe or {})
-    return config_from_dict(TrainTokenizerConfig, settings)
+    return config_from_preset(TrainTokenizerConfig, TOKENIZER_PRESETS, "small-32px", budget, recipe)
 
 
 def tokenize_config(codes_dir: Path, max_images: int | None) -> TokenizeDatasetConfig:
@@ -62,8 +61,7 @@ def prior_config(output_dir: Path, steps: int, recipe: dict | None = None) -> Tr
         "max_steps": steps, "warmup_steps": min(100, steps // 4), "eval_every": max(steps // 4, 1),
         "sample_every": max(steps // 2, 1), "checkpoint_every": max(steps // 2, 1), "resume_from_checkpoint": "latest",
     }
-    settings = merge_settings(merge_settings(preset_settings(PRIOR_PRESETS, "small-32px"), budget), recipe or {})
-    return config_from_dict(TrainPriorConfig, settings)
+    return config_from_preset(TrainPriorConfig, PRIOR_PRESETS, "small-32px", budget, recipe)
 
 
 def run_demo(output_dir: str | Path, tokenizer_steps: int = TOKENIZER_STEPS, prior_steps: int = PRIOR_STEPS,

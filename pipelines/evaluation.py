@@ -84,8 +84,10 @@ def evaluate_tokenizer(
 ) -> dict[str, float]:
     """Reconstruct the first `num_images` readable images of the split and measure them.
 
-    Returns psnr, ssim, lpips (per-image means), codebook_usage, perplexity, rfid (None when rfid=False),
-    num_images, skipped_images. rFID compares the reconstructions with the originals' cached features.
+    Returns psnr, ssim, lpips (per-image means), codebook_usage, perplexity, rfid, rkid_mean and rkid_std (None
+    when rfid=False), num_images, skipped_images. rFID and rKID compare the reconstructions with the originals'
+    cached features; KID is unbiased at any count, so it ranks runs evaluated on a few hundred images where FID's
+    bias of tens of points would not.
     """
     device = next(model.parameters()).device
     model.eval()
@@ -95,7 +97,7 @@ def evaluate_tokenizer(
     skips = SkipCounter()
     recon_features = []
     # Loads an 87 MB TorchScript file: only when rFID is asked for.
-    distances = InceptionDistances(kid=False, precision_recall_k=None).to(device) if rfid else None
+    distances = InceptionDistances(precision_recall_k=None).to(device) if rfid else None
     for images in split_images(data, num_images, batch_size, num_workers, skips, "evaluate", progress):
         images = images.to(device)
         indices = model.encode(images)
@@ -108,18 +110,20 @@ def evaluate_tokenizer(
         if distances is not None:
             recon_features.append(distances.features(recon.float()).float().cpu())  # (B, 2048)
     psnr = torch.cat(psnrs)  # (N,)
-    rfid_value = None
+    inception = {"fid": None, "kid_mean": None, "kid_std": None}
     if distances is not None:
         originals = reference_features(data, num_images, distances.features, cache_dir, batch_size, progress)
         distances.update_real(torch.from_numpy(originals))
         distances.update_fake(torch.cat(recon_features))
-        rfid_value = distances.compute()["fid"]
+        inception = distances.compute()
     return {
         "psnr": float(psnr.mean()),
         "ssim": float(torch.cat(ssims).mean()),
         "lpips": float(torch.cat(lpipses).mean()),
         **code_statistics(counts),
-        "rfid": rfid_value,
+        "rfid": inception["fid"],
+        "rkid_mean": inception["kid_mean"],
+        "rkid_std": inception["kid_std"],
         "num_images": psnr.numel(),
         "skipped_images": skips.count,
     }

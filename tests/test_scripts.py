@@ -48,6 +48,7 @@ def test_evaluate_cli_writes_all_keys(folder, tmp_path):
     written = json.loads(out.read_text())
     assert {"psnr", "ssim", "lpips", "codebook_usage", "perplexity", "rfid"} <= written.keys() and written["lpips"] > 0
     assert written["num_images"] == 4 and np.isfinite(written["rfid"]) and written["rfid"] >= 0
+    assert np.isfinite(written["rkid_mean"]) and written["rkid_std"] >= 0  # KID beside FID: unbiased at few images
     assert 0 < written["codebook_usage"] <= 1 and json.loads(result.stdout) == written
     assert '"psnr"' in result.stdout
 

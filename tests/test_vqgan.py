@@ -164,6 +164,29 @@ def test_gan_terms_wait_for_disc_start_step():
     assert "gan_loss" not in logs
 
 
+def test_gan_ramp_scales_only_the_generators_gan_term_and_reaches_full_weight():
+    torch.manual_seed(0)
+    model = VQGAN(tiny_config()).train()
+    disc = PatchDiscriminator(DiscriminatorConfig(channels=8, num_layers=2))
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    out = model(images)
+    at_once = VQGANLoss(LossConfig(perceptual_loss="none", disc_start_step=10))
+    ramped = VQGANLoss(LossConfig(perceptual_loss="none", disc_start_step=10, gan_ramp_steps=4))
+
+    def gan_part(loss_fn, step):
+        loss, logs = loss_fn.generator_loss(images, out.reconstruction, out.quantizer.loss, disc, model.last_layer, step)
+        rec, _ = loss_fn.reconstruction(images, out.reconstruction)
+        return float((loss - rec - out.quantizer.loss).detach()), logs
+
+    full, _ = gan_part(at_once, 10)
+    assert abs(full) > 1e-6
+    for step, factor in [(10, 0.25), (11, 0.5), (13, 1.0), (50, 1.0)]:
+        part, logs = gan_part(ramped, step)
+        assert part == pytest.approx(factor * full, rel=1e-4, abs=1e-7) and logs["gan_ramp"] == factor
+    # The discriminator's own loss is not ramped.
+    assert at_once.discriminator_loss(images, out.reconstruction, disc)[0] == ramped.discriminator_loss(images, out.reconstruction, disc)[0]
+
+
 @pytest.mark.parametrize("kind", ["hinge", "non-saturating"])
 def test_discriminator_loss_decreases_when_it_separates(kind):
     loss_fn = VQGANLoss(LossConfig(perceptual_loss="none", gan_loss=kind, disc_start_step=0))

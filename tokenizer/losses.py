@@ -34,6 +34,11 @@ class LossConfig:
     # (earlier cost PSNR and rFID: README, "The recipe, measured").
     disc_start_step: int | None = field(default=None, metadata={
         "help": "step at which the GAN terms switch on; none = 60%% of max_steps"})
+    # The generator's GAN term ramps up linearly over this many steps from disc_start_step while the
+    # discriminator trains at full strength from the start. Without it the first steps push the generator with
+    # an untrained discriminator's gradients at their largest λ (README, "The recipe, measured").
+    gan_ramp_steps: int = field(default=0, metadata={
+        "help": "steps over which the generator's GAN term ramps up from 0 after disc_start_step; 0 = at once"})
     adaptive_weight_max: float = 1e4  # clamp on λ
     adaptive_weight_delta: float = 1e-4  # δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ)
 
@@ -46,7 +51,8 @@ class LossConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {list(allowed)}")
-        for name in ("reconstruction_weight", "perceptual_weight", "quantizer_weight", "gan_weight", "disc_start_step"):
+        for name in ("reconstruction_weight", "perceptual_weight", "quantizer_weight", "gan_weight", "disc_start_step",
+                     "gan_ramp_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a non-negative value")
 
@@ -91,6 +97,12 @@ class VQGANLoss(nn.Module):
     def gan_active(self, step: int) -> bool:
         return self.config.gan_weight > 0 and step >= self.config.disc_start_step
 
+    def gan_ramp(self, step: int) -> float:
+        """The generator's GAN factor at `step`: 1/R, 2/R, ... 1 over the R = gan_ramp_steps after the start."""
+        if self.config.gan_ramp_steps == 0:
+            return 1.0
+        return min(1.0, (step - self.config.disc_start_step + 1) / self.config.gan_ramp_steps)
+
     def reconstruction(self, images: torch.Tensor, reconstruction: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Pixel plus perceptual loss (the 'L_rec' of the adaptive weight)."""
         pixel = (F.l1_loss if self.config.reconstruction_loss == "l1" else F.mse_loss)(reconstruction, images)
@@ -111,7 +123,7 @@ class VQGANLoss(nn.Module):
         last_layer: torch.Tensor,
         step: int,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total generator objective: L_rec + w_q·L_VQ + gan_weight·λ·L_GAN (GAN part only after disc_start_step)."""
+        """Total generator objective: L_rec + w_q·L_VQ + ramp·gan_weight·λ·L_GAN (GAN part only after disc_start_step)."""
         rec_loss, logs = self.reconstruction(images, reconstruction)
         loss = rec_loss + self.config.quantizer_weight * quantizer_loss
         logs["quantizer_loss"] = _scalar(quantizer_loss)
@@ -120,8 +132,9 @@ class VQGANLoss(nn.Module):
             weight = adaptive_gan_weight(
                 rec_loss, gan_loss, last_layer, self.config.adaptive_weight_delta, self.config.adaptive_weight_max
             )
-            loss = loss + self.config.gan_weight * weight * gan_loss
-            logs.update(gan_loss=_scalar(gan_loss), adaptive_weight=_scalar(weight))
+            ramp = self.gan_ramp(step)
+            loss = loss + ramp * self.config.gan_weight * weight * gan_loss
+            logs.update(gan_loss=_scalar(gan_loss), adaptive_weight=_scalar(weight), gan_ramp=ramp)
         logs["loss"] = _scalar(loss)
         return loss, logs
 
