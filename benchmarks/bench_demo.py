@@ -15,7 +15,8 @@ them: 2,000 training emoji against the same reference, and the tokenizer's recon
 - "width-32-ema-0.9": that recipe with only the codebook EMA decay at 0.9 (the collapse fixed).
 
 Finished recipes are kept (<output_dir>/<recipe>/protocol.json) and reused when their recipe is unchanged.
-Writes <output_dir>/samples.png (16 samples per recipe, a label on each row) and <output_dir>/results.json.
+Writes <output_dir>/samples.png (16 samples per recipe, a label on each row), reconstructions.png (16 held-out
+emoji, then each recipe's reconstructions) and <output_dir>/results.json.
 About 25 minutes per recipe on 2 CPU cores (training ~17, Inception ~7).
 
     python benchmarks/bench_demo.py --output_dir outputs/bench-demo
@@ -32,9 +33,10 @@ import torch
 from pipelines.cli import comma_choices
 from pipelines.demo import PRIOR_STEPS, TOKENIZER_STEPS, run_demo
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
-from pipelines.figures import save_labelled_rows
+from pipelines.figures import save_labelled_rows, save_reconstruction_rows
 from pipelines.generation import ImageGenerationPipeline
-from tokenizer.data import ImageDataConfig
+from tokenizer import VQGAN
+from tokenizer.data import ImageDataConfig, build_image_dataset
 
 RECIPES = {
     "demo": {"tokenizer_steps": TOKENIZER_STEPS, "prior_steps": PRIOR_STEPS, "recipe": {}},
@@ -75,12 +77,17 @@ def run_recipe(name: str, output: Path, test: ImageDataConfig, args) -> dict:
 
 @torch.no_grad()
 def samples_grid(output: Path, names: list[str], count: int = 16) -> None:
+    """16 samples per recipe (samples.png) and its reconstructions of 16 held-out emoji (reconstructions.png)."""
     rows = []
     for name in names:
         pipe = ImageGenerationPipeline.from_pretrained(output / name / "pipeline")
         images = pipe(count, top_k=TOP_K, generator=torch.Generator().manual_seed(0), output_type="pt").images
         rows.append(images * 2 - 1)
     save_labelled_rows(rows, names, output / "samples.png")
+    held_out = build_image_dataset(ImageDataConfig(dataset="emoji", split="test", resolution=32))
+    images = torch.stack([held_out[i]["image"] for i in range(count)])  # (count, 3, 32, 32) in [-1, 1]
+    save_reconstruction_rows({name: VQGAN.from_pretrained(output / name / "tokenizer") for name in names}, images,
+                             output / "reconstructions.png")
 
 
 def main(argv: list[str] | None = None) -> dict:

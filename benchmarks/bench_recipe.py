@@ -35,7 +35,7 @@ import torch
 
 from pipelines.cli import comma_choices, config_from_dict, merge_settings, preset_settings, read_config_file
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_tokenizer
-from pipelines.figures import save_labelled_rows
+from pipelines.figures import save_reconstruction_rows
 from pipelines.training import train_tokenizer
 from pipelines.training_run import read_metrics
 from tokenizer import VQGAN
@@ -115,16 +115,11 @@ def _recipe_settings(config: TrainTokenizerConfig) -> dict:
     return settings
 
 
-@torch.no_grad()
 def comparison_grid(run_dirs: dict[str, Path], test: ImageDataConfig, path: Path, count: int = 12) -> None:
     """Originals on top, then each run's reconstructions of the same held-out images, a label on the left."""
     dataset = build_image_dataset(test)
     images = torch.stack([dataset[i]["image"] for i in range(count)])  # (n, 3, 32, 32) in [-1, 1]
-    rows = [images]
-    for run_dir in run_dirs.values():
-        model = VQGAN.from_pretrained(run_dir).eval()
-        rows.append(model.decode(model.encode(images)).clamp(-1, 1))
-    save_labelled_rows(rows, ["original", *run_dirs], path, label_width=120)
+    save_reconstruction_rows({name: VQGAN.from_pretrained(run_dir) for name, run_dir in run_dirs.items()}, images, path)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -27,3 +27,11 @@ def save_labelled_rows(rows: list[torch.Tensor], labels: list[str], path: str | 
         draw.text((6, int(i * row_height + row_height / 2) - 6), label, fill="black")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
+
+
+@torch.no_grad()
+def save_reconstruction_rows(tokenizers: dict, images: torch.Tensor, path: str | Path) -> None:
+    """`images` (n, 3, H, W) in [-1, 1] on top, then each tokenizer's reconstructions of them, labelled by the
+    keys of `tokenizers` (label -> a loaded VQGAN)."""
+    rows = [images] + [model.eval().decode(model.encode(images)).clamp(-1, 1) for model in tokenizers.values()]
+    save_labelled_rows(rows, ["original", *tokenizers], path)

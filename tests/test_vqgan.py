@@ -170,7 +170,7 @@ def test_gan_ramp_scales_only_the_generators_gan_term_and_reaches_full_weight():
     disc = PatchDiscriminator(DiscriminatorConfig(channels=8, num_layers=2))
     images = torch.rand(2, 3, 16, 16) * 2 - 1
     out = model(images)
-    at_once = VQGANLoss(LossConfig(perceptual_loss="none", disc_start_step=10))
+    at_once = VQGANLoss(LossConfig(perceptual_loss="none", disc_start_step=10, gan_ramp_steps=0))
     ramped = VQGANLoss(LossConfig(perceptual_loss="none", disc_start_step=10, gan_ramp_steps=4))
 
     def gan_part(loss_fn, step):

@@ -37,7 +37,7 @@ class LossConfig:
     # The generator's GAN term ramps up linearly over this many steps from disc_start_step while the
     # discriminator trains at full strength from the start. Without it the first steps push the generator with
     # an untrained discriminator's gradients at their largest λ (README, "The recipe, measured").
-    gan_ramp_steps: int = field(default=0, metadata={
+    gan_ramp_steps: int = field(default=60, metadata={
         "help": "steps over which the generator's GAN term ramps up from 0 after disc_start_step; 0 = at once"})
     adaptive_weight_max: float = 1e4  # clamp on λ
     adaptive_weight_delta: float = 1e-4  # δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ)
