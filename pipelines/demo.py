@@ -31,7 +31,8 @@ from tokenizer.evaluation import save_reconstruction_grid
 from tokenizer.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
 
-# The demo's budget: under 20 minutes on 2 cores with its quick evaluation (README, "Two commands").
+# The demo's budget: at most 20 minutes on 2 cores with its quick evaluation; these step counts were chosen for
+# it from the stages' measured times (README, "Two commands").
 TOKENIZER_STEPS = 300
 PRIOR_STEPS = 700
 
@@ -71,7 +72,7 @@ def run_demo(output_dir: str | Path, tokenizer_steps: int = TOKENIZER_STEPS, pri
     Writes tokenizer/, codes/, prior/, pipeline/ (ImageGenerationPipeline.from_pretrained), samples.png
     (64 samples), reconstructions.png (top: held-out emoji, bottom: decoded) and metrics.json (tokenizer,
     generation when eval_images > 0, prior_val_bits_per_token, timings). `quick` shrinks every stage to a few
-    steps and skips FID (a smoke test); the defaults take under 20 minutes on 2 cores. `recipe`: partial config
+    steps and skips FID (a smoke test); the defaults aim at 20 minutes on 2 cores. `recipe`: partial config
     dicts {"tokenizer": {...}, "prior": {...}} laid over the demo's own (benchmarks/bench_demo.py).
     """
     recipe = recipe or {}

@@ -9,7 +9,8 @@
 4. samples a grid through the pipeline,              -> <output_dir>/pipeline/, samples.png
 5. evaluates reconstructions and samples             -> <output_dir>/metrics.json
 
-`--quick` shrinks every stage to a few steps (for tests); the defaults take under 20 minutes on 2 cores.
+`--quick` shrinks every stage to a few steps (for tests); the defaults aim at 20 minutes on 2 cores
+(README, "Two commands").
 """
 
 from __future__ import annotations
