@@ -54,11 +54,10 @@ def train(args, output: Path) -> tuple[ImageGenerationPipeline, dict]:
         "progress": not args.no_progress}))
     seconds["tokenizer_s"] = time.perf_counter() - started
     codes = output / "codes"
-    if not (codes / "manifest.json").is_file():
-        tokenize_dataset(tokenizer_dir, TokenizeDatasetConfig(
-            dataset="fashion-mnist", split="train", resize_mode="pad", data_dir=args.data_dir,
-            max_images=args.max_train_images, output_dir=str(codes),
-            num_workers=1, progress=not args.no_progress))
+    # Resumes by shard, and reuses a finished folder, checking it was made by this tokenizer.
+    tokenize_dataset(tokenizer_dir, TokenizeDatasetConfig(
+        dataset="fashion-mnist", split="train", resize_mode="pad", data_dir=args.data_dir,
+        max_images=args.max_train_images, output_dir=str(codes), num_workers=1, progress=not args.no_progress))
     seconds["tokenize_s"] = time.perf_counter() - started - sum(seconds.values())
     prior_dir = train_prior(config_from_preset(TrainPriorConfig, PRIOR_PRESETS, "small-32px", {
         "codes_dir": str(codes), "output_dir": str(output / "prior"), "max_steps": args.prior_steps,

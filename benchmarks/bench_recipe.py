@@ -42,7 +42,7 @@ from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
 from tokenizer.gan_phase import check_gan_phase
 from tokenizer.presets import TOKENIZER_PRESETS
-from tokenizer.training import TrainTokenizerConfig
+from tokenizer.training import DISC_START_FRACTION, TrainTokenizerConfig
 
 RECIPES = {
     "vqvae": dict(perceptual_loss="none", gan_weight=0.0),
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the recipe's model, losses and optimiser (tokenizer.presets; the 32 px ones)")
     parser.add_argument("--config", default=None, help="a saved TrainTokenizerConfig JSON instead of --preset")
     parser.add_argument("--steps", type=int, default=1500, help="the equal step budget of every recipe")
-    parser.add_argument("--disc_start", type=float, default=0.6,
-                        help="where the discriminator starts, as a fraction of the steps (small-32px: 60%%)")
+    parser.add_argument("--disc_start", type=float, default=DISC_START_FRACTION,
+                        help="where the discriminator starts, as a fraction of the steps (default: the trainer's)")
     parser.add_argument("--recipes", type=comma_choices(RECIPES), default=",".join(RECIPES),
                         help=f"some of {list(RECIPES)}")
     parser.add_argument("--equal_time", type=comma_choices([r for r in RECIPES if r != FULL]),
