@@ -17,7 +17,9 @@ them: 2,000 training emoji against the same reference, and the tokenizer's recon
 Finished recipes are kept (<output_dir>/<recipe>/protocol.json) and reused when their recipe is unchanged.
 Writes <output_dir>/samples.png (16 samples per recipe, a label on each row), reconstructions.png (16 held-out
 emoji, then each recipe's reconstructions) and <output_dir>/results.json.
-About 25 minutes per recipe on 2 CPU cores (training ~17, Inception ~7).
+Each recipe runs the demo's own quick check too (150 samples), so the "demo" row's `timings` are those of
+`scripts/demo.py`; timing a first run needs an empty feature cache (TESSERA_CACHE=<new folder>; --cache_dir keeps
+the protocol's features apart). About 25 minutes per recipe on 2 CPU cores (training ~17, Inception ~7).
 
     python benchmarks/bench_demo.py --output_dir outputs/bench-demo
 """
@@ -65,7 +67,8 @@ def run_recipe(name: str, output: Path, test: ImageDataConfig, args) -> dict:
         if cached.get("spec") == spec:
             return cached
         raise ValueError(f"{done} was made with {cached.get('spec')}, not {spec}: remove {run_dir} to run it again")
-    demo = run_demo(run_dir, spec["tokenizer_steps"], spec["prior_steps"], eval_images=0, recipe=spec["recipe"])
+    # With the demo's own quick check, so that the "demo" row's timings are those of scripts/demo.py.
+    demo = run_demo(run_dir, spec["tokenizer_steps"], spec["prior_steps"], recipe=spec["recipe"])
     pipe = ImageGenerationPipeline.from_pretrained(run_dir / "pipeline")
     generation = evaluate_generation(pipe, test, num_images=args.num_images, top_k=TOP_K, floor_split="train",
                                      cache_dir=args.cache_dir, progress=not args.no_progress)

@@ -35,6 +35,7 @@ from tokenizer.training import TrainTokenizerConfig
 # it from the stages' measured times (README, "Two commands").
 TOKENIZER_STEPS = 300
 PRIOR_STEPS = 700
+EVAL_IMAGES = 150  # the demo's quick FID/KID check; quality claims use the protocol's 2,000 (benchmarks/bench_demo.py)
 
 def tokenizer_config(output_dir: Path, steps: int, recipe: dict | None = None) -> TrainTokenizerConfig:
     """The `small-32px` preset (tokenizer/presets.py) cut to `steps` (the discriminator starts at 60% of them);
@@ -66,7 +67,7 @@ def prior_config(output_dir: Path, steps: int, recipe: dict | None = None) -> Tr
 
 
 def run_demo(output_dir: str | Path, tokenizer_steps: int = TOKENIZER_STEPS, prior_steps: int = PRIOR_STEPS,
-             eval_images: int = 150, quick: bool = False, recipe: dict | None = None) -> dict:
+             eval_images: int = EVAL_IMAGES, quick: bool = False, recipe: dict | None = None) -> dict:
     """Run the demo into `output_dir` and return what it writes to <output_dir>/metrics.json.
 
     Writes tokenizer/, codes/, prior/, pipeline/ (ImageGenerationPipeline.from_pretrained), samples.png

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from pipelines.cli import run_command
-from pipelines.demo import PRIOR_STEPS, TOKENIZER_STEPS, run_demo
+from pipelines.demo import EVAL_IMAGES, PRIOR_STEPS, TOKENIZER_STEPS, run_demo
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--tokenizer_steps", type=int, default=TOKENIZER_STEPS)
     parser.add_argument("--prior_steps", type=int, default=PRIOR_STEPS)
-    parser.add_argument("--eval_images", type=int, default=150,
+    parser.add_argument("--eval_images", type=int, default=EVAL_IMAGES,
                         help="samples and held-out emoji for the demo's quick FID/KID check (the protocol: 2,000)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
     args = parser.parse_args(argv)
