@@ -57,16 +57,20 @@ def _default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def _leaves(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, tuple[str, ...], Any, bool, Any, dict]]:
-    """(flag, path, type, optional, default, metadata) for every non-dataclass field, depth first."""
+def _leaves(cls: type, prefix: tuple[str, ...] = (), flag_prefix: str = "") -> list[tuple[str, tuple[str, ...], Any, bool, Any, dict]]:
+    """(flag, path, type, optional, default, metadata) for every non-dataclass field, depth first. A nested
+    dataclass field with `flag_prefix` metadata puts that prefix before its fields' flags (a second quantiser's
+    `--top_codebook_size` beside the first one's `--codebook_size`)."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         annotation, optional = _unwrap_optional(hints[f.name])
         if dataclasses.is_dataclass(annotation):
-            out.extend(_leaves(annotation, prefix + (f.name,)))
+            out.extend(_leaves(annotation, prefix + (f.name,), flag_prefix + f.metadata.get("flag_prefix", "")))
         else:
-            out.append((f.metadata.get("flag", f.name), prefix + (f.name,), annotation, optional, _default(f), f.metadata))
+            flag = flag_prefix + f.metadata.get("flag", f.name)
+            meta = {**f.metadata, "flag": flag} if flag_prefix and "flag" in f.metadata else f.metadata
+            out.append((flag, prefix + (f.name,), annotation, optional, _default(f), meta))
     return out
 
 

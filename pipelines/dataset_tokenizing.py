@@ -20,9 +20,10 @@ from accelerate.utils import parse_flag_from_env
 from tqdm.auto import tqdm
 
 from prior.index_files import CodesWriter
-from tokenizer import VQGAN
+from tokenizer import load_tokenizer
 from tokenizer.data import ImageDataConfig, ImageDataset, build_image_dataset
 from tokenizer.encoding import encode_range
+from tokenizer.loading import TOKENIZER_CLASSES, Tokenizer
 
 
 def _data_field(name: str):
@@ -68,11 +69,11 @@ class TokenizeDatasetConfig:
                                resize_mode=self.resize_mode, max_images=self.max_images)
 
 
-def tokenize_dataset(tokenizer: VQGAN | str | Path, config: TokenizeDatasetConfig) -> dict | None:
+def tokenize_dataset(tokenizer: Tokenizer | str | Path, config: TokenizeDatasetConfig) -> dict | None:
     """Encode every image of `config`'s split into index files under `config.output_dir`.
 
-    `tokenizer` is a VQGAN or a folder written by its `save_pretrained` (a model is moved to this
-    process's device and put in eval mode). Prints the resume state, unreadable inputs and one JSON
+    `tokenizer` is a tokenizer (a VQGAN, or a VQVAE2 whose two grids go to one array per level) or a folder
+    written by its `save_pretrained` (a model is moved to this process's device and put in eval mode). Prints the resume state, unreadable inputs and one JSON
     summary line (count, skipped, shards, dtype, grid, seconds, images/s, peak RSS) on the main process.
     Returns the manifest, with that summary under "summary", on the main process and None on the others.
     """
@@ -113,20 +114,21 @@ def tokenize_dataset(tokenizer: VQGAN | str | Path, config: TokenizeDatasetConfi
     return manifest
 
 
-def _load_tokenizer(tokenizer: VQGAN | str | Path) -> tuple[VQGAN, str | None]:
+def _load_tokenizer(tokenizer: Tokenizer | str | Path) -> tuple[Tokenizer, str | None]:
     """The model, and where it came from (a resolved folder, or the name as given) when that is known."""
-    if isinstance(tokenizer, VQGAN):
+    if isinstance(tokenizer, tuple(TOKENIZER_CLASSES.values())):
         return tokenizer, None
     if not isinstance(tokenizer, (str, Path)):
-        raise ValueError(f"tokenizer of type {type(tokenizer).__name__}: expected a VQGAN or a tokenizer folder")
+        raise ValueError(f"tokenizer of type {type(tokenizer).__name__}: expected a tokenizer or a tokenizer folder")
     path = Path(tokenizer)
-    return VQGAN.from_pretrained(tokenizer), str(path.resolve()) if path.is_dir() else str(tokenizer)
+    return load_tokenizer(tokenizer), str(path.resolve()) if path.is_dir() else str(tokenizer)
 
 
-def _plan(model: VQGAN, dataset: ImageDataset, data: ImageDataConfig, config: TokenizeDatasetConfig) -> dict:
+def _plan(model: Tokenizer, dataset: ImageDataset, data: ImageDataConfig, config: TokenizeDatasetConfig) -> dict:
     """Everything a rerun must share with an interrupted run for its finished shards to be reused."""
+    sizes = model.config.codebook_sizes  # a one-level plan keeps the one-level manifest's `codebook_size`
     return {
-        "codebook_size": model.config.codebook_size,
+        **({"codebook_size": sizes[0]} if len(sizes) == 1 else {"codebook_sizes": sizes}),
         "grid_shapes": [list(g) for g in model.config.grid_shapes],
         "shard_size": config.shard_size,
         "num_inputs": len(dataset),
@@ -138,7 +140,7 @@ def _plan(model: VQGAN, dataset: ImageDataset, data: ImageDataConfig, config: To
     }
 
 
-def _write_shards(model: VQGAN, dataset: ImageDataset, writer: CodesWriter, shards: list[int], todo: int,
+def _write_shards(model: Tokenizer, dataset: ImageDataset, writer: CodesWriter, shards: list[int], todo: int,
                   config: TokenizeDatasetConfig, show_progress: bool) -> None:
     with tqdm(total=todo, unit="img", desc="tokenize", disable=not show_progress) as bar:
         for index in shards:
@@ -151,7 +153,8 @@ def _summary(config: TokenizeDatasetConfig, manifest: dict, todo: int, elapsed: 
     # todo and elapsed are the main process's own share: images/s is per process.
     return {
         "output_dir": str(config.output_dir), "count": manifest["count"], "skipped": manifest["num_skipped"],
-        "shards": len(manifest["shards"]), "dtype": manifest["dtype"], "grid": manifest["grid_shapes"][0],
+        "shards": len(manifest["shards"]), "dtype": manifest["dtype"],
+        "grid": manifest["grid_shapes"][0] if len(manifest["grid_shapes"]) == 1 else manifest["grid_shapes"],
         "seconds": round(elapsed, 2), "images_per_s": round(todo / elapsed, 1) if elapsed > 0 and todo else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

@@ -28,10 +28,10 @@ from torch.utils.data import DataLoader
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm.auto import tqdm
 
-from tokenizer import VQGAN
+from tokenizer.loading import Tokenizer
 from tokenizer.data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
 from tokenizer.perceptual import build_perceptual_loss
-from tokenizer.quantizer import code_statistics
+from tokenizer.quantizer import code_statistics, level_statistics
 
 from .generation import ImageGenerationPipeline
 from .metrics import InceptionDistances
@@ -73,7 +73,7 @@ def split_images(data: ImageDataConfig, num_images: int | None = None, batch_siz
 
 @torch.no_grad()
 def evaluate_tokenizer(
-    model: VQGAN,
+    model: Tokenizer,
     data: ImageDataConfig,
     num_images: int | None = None,
     batch_size: int = 64,
@@ -85,7 +85,8 @@ def evaluate_tokenizer(
     """Reconstruct the first `num_images` readable images of the split and measure them.
 
     Returns psnr, ssim, lpips (per-image means), codebook_usage, perplexity, rfid, rkid_mean and rkid_std (None
-    when rfid=False), num_images, skipped_images. rFID and rKID compare the reconstructions with the originals'
+    when rfid=False), num_images, skipped_images. A two-level tokenizer gives usage and perplexity per level
+    (top_*, bottom_*) and codebook_usage as the lower one (tokenizer.quantizer.level_statistics). rFID and rKID compare the reconstructions with the originals'
     cached features; KID is unbiased at any count, so it ranks runs evaluated on a few hundred images where FID's
     bias of tens of points would not.
     """
@@ -93,16 +94,17 @@ def evaluate_tokenizer(
     model.eval()
     lpips = build_perceptual_loss(LPIPS_NETWORK).to(device)
     psnrs, ssims, lpipses = [], [], []
-    counts = torch.zeros(model.config.codebook_size, dtype=torch.float64)
+    counts = [torch.zeros(size, dtype=torch.float64) for size in model.config.codebook_sizes]  # per level
     skips = SkipCounter()
     recon_features = []
     # Loads an 87 MB TorchScript file: only when rFID is asked for.
     distances = InceptionDistances(precision_recall_k=None).to(device) if rfid else None
     for images in split_images(data, num_images, batch_size, num_workers, skips, "evaluate", progress):
         images = images.to(device)
-        indices = model.encode(images)
-        recon = model.decode(indices).clamp(-1, 1)
-        counts += torch.bincount(indices.flatten().cpu(), minlength=counts.numel()).double()
+        grids = model.encode_levels(images)
+        recon = model.decode_levels(grids).clamp(-1, 1)
+        for level_counts, grid in zip(counts, grids):
+            level_counts += torch.bincount(grid.flatten().cpu(), minlength=level_counts.numel()).double()
         real, fake = _to_unit(images), _to_unit(recon)
         psnrs.append(peak_signal_noise_ratio(fake, real, data_range=1.0, reduction="none", dim=(1, 2, 3)).cpu())
         ssims.append(structural_similarity_index_measure(fake, real, data_range=1.0, reduction="none").cpu())
@@ -120,7 +122,7 @@ def evaluate_tokenizer(
         "psnr": float(psnr.mean()),
         "ssim": float(torch.cat(ssims).mean()),
         "lpips": float(torch.cat(lpipses).mean()),
-        **code_statistics(counts),
+        **level_statistics([code_statistics(level_counts) for level_counts in counts]),
         "rfid": inception["fid"],
         "rkid_mean": inception["kid_mean"],
         "rkid_std": inception["kid_std"],
@@ -170,7 +172,7 @@ def reference_features(
 
 @torch.no_grad()
 def reconstruction_features(
-    tokenizer: VQGAN, data: ImageDataConfig, num_images: int | None, features: nn.Module,
+    tokenizer: Tokenizer, data: ImageDataConfig, num_images: int | None, features: nn.Module,
     cache_dir: str | Path | None = None, batch_size: int = 64, progress: bool = True,
 ) -> np.ndarray:
     """Features (N, D) of the tokenizer's reconstructions of the same images as `reference_features`, cached

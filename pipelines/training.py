@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prior.training import Decoder, PriorTrainer, TrainPriorConfig
 from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig
-from tokenizer.vqgan import VQGAN
+from tokenizer.loading import Tokenizer
 
 from .training_run import TrainingRun
 
@@ -22,8 +22,8 @@ def _benign_scheduler_warning_silenced():
         yield
 
 
-def train_tokenizer(config: TrainTokenizerConfig, model: VQGAN | None = None) -> Path:
-    """Train a VQ-GAN tokenizer; saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
+def train_tokenizer(config: TrainTokenizerConfig, model: Tokenizer | None = None) -> Path:
+    """Train a tokenizer (config.model.architecture: a VQ-GAN or a VQ-VAE-2); saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
     with _benign_scheduler_warning_silenced():
         run = TrainingRun(config, TokenizerTrainer.curves, project_name="tokenizer",
                           markers=TokenizerTrainer.curve_markers(config))

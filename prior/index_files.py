@@ -4,6 +4,9 @@ A codes folder holds, per shard k (images [start, stop) of the source split):
     shard-0000k.codes.npy     (n, h, w)  uint16 (codebook <= 65,536 entries) or uint32
     shard-0000k.labels.npy    (n,)       int64, when the dataset has labels
     shard-0000k.flipped.npy   (n, h, w)  codes of the mirrored images, when written with flip
+Codes of a two-level (VQ-VAE-2) tokenizer are one array per level: codes_top / codes_bottom (and flipped_top /
+flipped_bottom), each of its level's grid; the manifest then has `codebook_sizes` (one per level, coarsest
+first, as `grid_shapes`) where a one-level folder has `codebook_size`. A one-level folder is unchanged.
     shard-0000k.json          the shard's record (files, sha256, count, max code, skipped inputs);
                               written last, so a shard counts as complete only once this exists
 plus plan.json (what the run was asked to do, so a rerun with other arguments is refused) and, at the
@@ -30,6 +33,19 @@ MANIFEST_NAME = "manifest.json"
 PLAN_NAME = "plan.json"
 ARRAY_KINDS = ("codes", "labels", "flipped")
 SPLITS = ("all", "train", "validation")
+LEVELS = ("top", "bottom")  # a two-level folder's grids, coarsest first
+
+
+def array_kind(kind: str, level: int, num_levels: int) -> str:
+    """The file kind of level `level`'s "codes" or "flipped": as it is for one level, else e.g. "codes_top"."""
+    return kind if num_levels == 1 else f"{kind}_{LEVELS[level]}"
+
+
+def codebook_sizes(plan: dict) -> list[int]:
+    """One codebook size per level, from a plan or manifest of either form."""
+    if "codebook_sizes" in plan:
+        return [int(size) for size in plan["codebook_sizes"]]
+    return [int(plan["codebook_size"])]
 
 
 def code_dtype(codebook_size: int) -> np.dtype:
@@ -73,14 +89,21 @@ class CodesWriter:
     """Writes shards and, once all exist, the manifest. Safe to use from several processes on distinct shards."""
 
     def __init__(self, directory: str | Path, plan: dict[str, Any]):
-        """`plan` must hold codebook_size, grid_shapes, shard_size, num_inputs, has_labels, flipped and
-        tokenizer_fingerprint, plus anything else that must match for a rerun to reuse shards."""
-        for key in ("codebook_size", "grid_shapes", "shard_size", "num_inputs", "has_labels", "flipped", "tokenizer_fingerprint"):
+        """`plan` must hold grid_shapes (one per level), codebook_size (one level) or codebook_sizes (one per
+        level), shard_size, num_inputs, has_labels, flipped and tokenizer_fingerprint, plus anything else that
+        must match for a rerun to reuse shards."""
+        sizes_key = "codebook_size" if len(plan.get("grid_shapes", [])) == 1 else "codebook_sizes"
+        for key in (sizes_key, "grid_shapes", "shard_size", "num_inputs", "has_labels", "flipped", "tokenizer_fingerprint"):
             if key not in plan:
                 raise ValueError(f"plan is missing {key!r}")
+        if not 1 <= len(plan["grid_shapes"]) <= len(LEVELS) or len(codebook_sizes(plan)) != len(plan["grid_shapes"]):
+            raise ValueError(f"plan: grid_shapes {plan['grid_shapes']} and codebook sizes {codebook_sizes(plan)}; "
+                             f"expected one or {len(LEVELS)} levels, a codebook size for each")
         self.directory = Path(directory)
-        self.plan = {**plan, "format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": code_dtype(plan["codebook_size"]).name}
+        dtype = code_dtype(max(codebook_sizes(plan))).name
+        self.plan = {**plan, "format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": dtype}
         self.dtype = np.dtype(self.plan["dtype"])
+        self.num_levels = len(plan["grid_shapes"])
 
     @property
     def num_shards(self) -> int:
@@ -121,39 +144,51 @@ class CodesWriter:
     def write_shard(
         self,
         index: int,
-        codes: np.ndarray,
+        codes: np.ndarray | list[np.ndarray],
         labels: np.ndarray | None,
-        flipped: np.ndarray | None,
+        flipped: np.ndarray | list[np.ndarray] | None,
         skipped: list[tuple[str, str]],
     ) -> dict:
-        """Write one shard's arrays, then its record (which marks it complete). codes: (n, h, w)."""
-        h, w = self.plan["grid_shapes"][0]
-        if codes.ndim != 3 or tuple(codes.shape[1:]) != (h, w):
-            raise ValueError(f"shard {index}: codes of shape {codes.shape}; expected (n, {h}, {w})")
-        if codes.size and int(codes.max()) >= self.plan["codebook_size"]:
-            raise ValueError(f"shard {index}: code {int(codes.max())} >= codebook_size {self.plan['codebook_size']}")
-        arrays = {"codes": codes.astype(self.dtype)}
+        """Write one shard's arrays, then its record (which marks it complete). codes: (n, h, w), or a list of
+        one such array per level (coarsest first); flipped likewise."""
+        grids = self._per_level(index, "codes", codes)
+        arrays = {}
+        for level, (grid, (h, w), size) in enumerate(zip(grids, self.plan["grid_shapes"], codebook_sizes(self.plan))):
+            where = f"shard {index}" + (f" ({LEVELS[level]} level)" if self.num_levels > 1 else "")
+            if grid.ndim != 3 or tuple(grid.shape[1:]) != (h, w):
+                raise ValueError(f"{where}: codes of shape {grid.shape}; expected (n, {h}, {w})")
+            if grid.size and int(grid.max()) >= size:
+                raise ValueError(f"{where}: code {int(grid.max())} >= codebook_size {size}")
+            arrays[array_kind("codes", level, self.num_levels)] = grid.astype(self.dtype)
         if self.plan["has_labels"]:
             arrays["labels"] = np.asarray(labels, dtype=np.int64)
         if self.plan["flipped"]:
-            arrays["flipped"] = np.asarray(flipped).astype(self.dtype)
+            for level, grid in enumerate(self._per_level(index, "flipped", flipped)):
+                arrays[array_kind("flipped", level, self.num_levels)] = grid.astype(self.dtype)
+        rows = grids[0].shape[0]
         stem = shard_stem(index)
         files = {}
         for kind, array in arrays.items():
-            if array.shape[0] != codes.shape[0]:
-                raise ValueError(f"shard {index}: {kind} has {array.shape[0]} rows, codes {codes.shape[0]}")
+            if array.shape[0] != rows:
+                raise ValueError(f"shard {index}: {kind} has {array.shape[0]} rows, codes {rows}")
             path = self.directory / f"{stem}.{kind}.npy"
             _atomic_write_bytes(path, lambda f, a=array: np.save(f, a, allow_pickle=False))
             files[kind] = {"path": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path),
                            "shape": list(array.shape), "dtype": array.dtype.name}
         start, stop = self.shard_range(index)
         record = {
-            "index": index, "start": start, "stop": stop, "count": int(codes.shape[0]),
-            "max_code": int(codes.max()) if codes.size else -1,
+            "index": index, "start": start, "stop": stop, "count": int(rows),
+            "max_code": max((int(grid.max()) for grid in grids if grid.size), default=-1),
             "files": files, "skipped": [list(s) for s in skipped],
         }
         _atomic_write_json(self.directory / f"{stem}.json", record)
         return record
+
+    def _per_level(self, index: int, what: str, arrays) -> list[np.ndarray]:
+        grids = [arrays] if isinstance(arrays, np.ndarray) else [np.asarray(a) for a in arrays or []]
+        if len(grids) != self.num_levels:
+            raise ValueError(f"shard {index}: {len(grids)} {what} arrays; expected one per level ({self.num_levels})")
+        return grids
 
     def write_manifest(self, metadata: dict[str, Any]) -> dict:
         """Merge every shard record into manifest.json (call once, after all shards are complete)."""
@@ -185,6 +220,10 @@ class CodesDataset(Dataset):
     are checked against the codebook size the first time it is touched; `verify()` checks every checksum.
     `split` picks a fixed, seeded train/validation partition of the images (an image and its mirrored copy
     always fall on the same side).
+
+    A two-level folder is read one level at a time (`level` "top" or "bottom"). The bottom level's items carry
+    the top grid they were encoded with as a third element, the context a bottom prior is conditioned on:
+    `ds[i]` gives (bottom codes (h, w), label, top codes (h_t, w_t)).
     """
 
     def __init__(
@@ -196,6 +235,7 @@ class CodesDataset(Dataset):
         tokenizer: Any = None,
         fingerprint: str | None = None,
         include_flipped: bool = False,
+        level: str | None = None,
     ):
         self.directory = Path(codes_dir)
         if split not in SPLITS:
@@ -203,6 +243,9 @@ class CodesDataset(Dataset):
         if not 0.0 <= validation_fraction < 1.0:
             raise ValueError(f"validation_fraction={validation_fraction}: expected a value in [0, 1)")
         self.manifest = _read_manifest(self.directory)
+        self.num_levels = len(self.manifest["grid_shapes"])
+        self.level = level
+        self.level_index = _level_index(self.directory, level, self.num_levels)
         self._check_tokenizer(tokenizer.fingerprint() if tokenizer is not None else fingerprint)
         self.shards = self.manifest["shards"]
         self._offsets = np.cumsum([0] + [s["count"] for s in self.shards]).tolist()
@@ -216,11 +259,26 @@ class CodesDataset(Dataset):
     # --- properties ---
     @property
     def codebook_size(self) -> int:
-        return self.manifest["codebook_size"]
+        """The codebook size of this dataset's level."""
+        return codebook_sizes(self.manifest)[self.level_index]
 
     @property
     def grid_shape(self) -> tuple[int, int]:
-        return tuple(self.manifest["grid_shapes"][0])
+        """The grid of this dataset's level."""
+        return tuple(self.manifest["grid_shapes"][self.level_index])
+
+    @property
+    def has_context(self) -> bool:
+        """Whether items carry the top grid as context (the bottom level of a two-level folder)."""
+        return self.level_index > 0
+
+    @property
+    def context_grid_shape(self) -> tuple[int, int] | None:
+        return tuple(self.manifest["grid_shapes"][0]) if self.has_context else None
+
+    @property
+    def context_codebook_size(self) -> int | None:
+        return codebook_sizes(self.manifest)[0] if self.has_context else None
 
     @property
     def has_labels(self) -> bool:
@@ -242,7 +300,7 @@ class CodesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices) * (2 if self.include_flipped else 1)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int) -> tuple:
         if not -len(self) <= item < len(self):
             raise IndexError(f"index {item} out of range for {len(self)} items")
         item %= len(self)
@@ -250,9 +308,13 @@ class CodesDataset(Dataset):
         global_index = int(self.indices[item])
         shard = bisect.bisect_right(self._offsets, global_index) - 1
         row = global_index - self._offsets[shard]
-        codes = self._array(shard, "flipped" if flipped else "codes")[row]
+        kind = "flipped" if flipped else "codes"
+        codes = self._array(shard, array_kind(kind, self.level_index, self.num_levels))[row]
         label = int(self._array(shard, "labels")[row]) if self.has_labels else -1
-        return torch.from_numpy(codes.astype(np.int64)), label
+        if not self.has_context:
+            return torch.from_numpy(codes.astype(np.int64)), label
+        context = self._array(shard, array_kind(kind, 0, self.num_levels))[row]  # the same image's (mirrored) top grid
+        return torch.from_numpy(codes.astype(np.int64)), label, torch.from_numpy(context.astype(np.int64))
 
     def labels(self) -> np.ndarray:
         """Labels of this split's images (N,), -1 where the data set has none."""
@@ -262,10 +324,11 @@ class CodesDataset(Dataset):
         return all_labels[self.indices]
 
     def code_histogram(self) -> np.ndarray:
-        """How often each code occurs over every stored grid (not only this split): (K,) int64."""
+        """How often each code of this level occurs over every stored grid (not only this split): (K,) int64."""
         counts = np.zeros(self.codebook_size, dtype=np.int64)
+        kind = array_kind("codes", self.level_index, self.num_levels)
         for shard in range(len(self.shards)):
-            counts += np.bincount(np.asarray(self._array(shard, "codes")).ravel(), minlength=self.codebook_size)
+            counts += np.bincount(np.asarray(self._array(shard, kind)).ravel(), minlength=self.codebook_size)
         return counts
 
     def check_values(self) -> None:
@@ -291,19 +354,22 @@ class CodesDataset(Dataset):
                 self._check_values(shard)
         return self._arrays[key]
 
+    def _code_kinds(self) -> dict[str, tuple[int, int]]:
+        """File kind -> (level, its codebook size) for every code array a shard holds."""
+        kinds = ("codes", "flipped") if self.manifest["flipped"] else ("codes",)
+        sizes = codebook_sizes(self.manifest)
+        return {array_kind(k, level, self.num_levels): (level, sizes[level]) for k in kinds for level in range(self.num_levels)}
+
     def _check_values(self, shard: int) -> None:
         if shard in self._values_checked:
             return
         self._values_checked.add(shard)
         info = self.shards[shard]
-        for kind in ("codes", "flipped"):
-            if kind in info["files"]:
-                array = self._array(shard, kind)
-                top = int(array.max()) if array.size else -1
-                if top >= self.codebook_size:
-                    raise ValueError(
-                        f"{info['files'][kind]['path']}: code {top} is not below the codebook size {self.codebook_size}"
-                    )
+        for kind, (_, size) in self._code_kinds().items():
+            array = self._array(shard, kind)
+            top = int(array.max()) if array.size else -1
+            if top >= size:
+                raise ValueError(f"{info['files'][kind]['path']}: code {top} is not below the codebook size {size}")
         if self.has_labels and self.num_classes:
             labels = self._array(shard, "labels")
             if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
@@ -319,8 +385,8 @@ class CodesDataset(Dataset):
         )
 
     def _check_shard_header(self, shard: dict) -> None:
-        h, w = self.grid_shape
-        expected_kinds = {"codes"} | ({"labels"} if self.has_labels else set()) | ({"flipped"} if self.manifest["flipped"] else set())
+        code_kinds = self._code_kinds()
+        expected_kinds = set(code_kinds) | ({"labels"} if self.has_labels else set())
         if set(shard["files"]) != expected_kinds:
             raise ValueError(f"shard {shard['index']}: files {sorted(shard['files'])}; expected {sorted(expected_kinds)}")
         for kind, info in shard["files"].items():
@@ -330,7 +396,8 @@ class CodesDataset(Dataset):
             if path.stat().st_size != info["bytes"]:
                 raise ValueError(f"{path} has {path.stat().st_size} bytes; the manifest says {info['bytes']} (truncated or changed)")
             array = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
-            want_shape = (shard["count"],) if kind == "labels" else (shard["count"], h, w)
+            grid = () if kind == "labels" else tuple(self.manifest["grid_shapes"][code_kinds[kind][0]])
+            want_shape = (shard["count"], *grid)
             want_dtype = "int64" if kind == "labels" else self.manifest["dtype"]
             if tuple(array.shape) != want_shape or array.dtype.name != want_dtype:
                 raise ValueError(
@@ -358,14 +425,27 @@ def _read_manifest(directory: Path) -> dict:
             f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}; "
             f"expected {FORMAT_NAME!r} version {FORMAT_VERSION}"
         )
-    if len(manifest["grid_shapes"]) != 1:
-        raise ValueError(f"{path}: {len(manifest['grid_shapes'])} code levels; this reader handles one grid")
-    if manifest["dtype"] != code_dtype(manifest["codebook_size"]).name:
+    if not 1 <= len(manifest["grid_shapes"]) <= len(LEVELS) or len(codebook_sizes(manifest)) != len(manifest["grid_shapes"]):
+        raise ValueError(f"{path}: grid_shapes {manifest['grid_shapes']} and codebook sizes {codebook_sizes(manifest)}; "
+                         f"expected one or {len(LEVELS)} levels, a codebook size for each")
+    largest = max(codebook_sizes(manifest))
+    if manifest["dtype"] != code_dtype(largest).name:
         raise ValueError(
-            f"{path}: dtype {manifest['dtype']} does not fit codebook size {manifest['codebook_size']} "
-            f"(expected {code_dtype(manifest['codebook_size']).name})"
+            f"{path}: dtype {manifest['dtype']} does not fit codebook size {largest} (expected {code_dtype(largest).name})"
         )
     return manifest
+
+
+def _level_index(directory: Path, level: str | None, num_levels: int) -> int:
+    """Which grid a dataset reads: the only one of a one-level folder (level None), or the named one of two."""
+    if num_levels == 1:
+        if level is not None:
+            raise ValueError(f"level={level!r}, but {directory} holds one code grid per image; leave the level unset")
+        return 0
+    if level not in LEVELS:
+        raise ValueError(f"{directory} holds {num_levels} code grids per image {list(LEVELS)}: "
+                         f"expected level='top' or 'bottom' (train_prior.py --level), got {level!r}")
+    return LEVELS.index(level)
 
 
 def _split_indices(count: int, split: str, validation_fraction: float, seed: int) -> np.ndarray:

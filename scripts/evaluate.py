@@ -31,7 +31,7 @@ import torch
 from pipelines.cli import run_command
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation, evaluate_tokenizer
 from pipelines.generation import ImageGenerationPipeline
-from tokenizer import VQGAN
+from tokenizer import load_tokenizer
 from tokenizer.data import ImageDataConfig
 
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
         pipe = ImageGenerationPipeline.from_pretrained(args.pipeline).to(args.device)
         resolution = pipe.tokenizer.config.resolution
     else:
-        model = VQGAN.from_pretrained(args.tokenizer).to(args.device)
+        model = load_tokenizer(args.tokenizer).to(args.device)
         resolution = model.config.resolution
     data = ImageDataConfig(dataset=args.dataset, split=args.split, resolution=resolution,
                            data_dir=args.data_dir, resize_mode=args.resize_mode)

@@ -157,3 +157,26 @@ def test_workers_reopen_memory_maps(tmp_path):
     loader = torch.utils.data.DataLoader(CodesDataset(tmp_path), batch_size=5, num_workers=2)
     got = torch.cat([batch[0] for batch in loader])
     assert torch.equal(got, torch.from_numpy(codes))
+
+
+def test_two_level_writer_checks_each_level_and_a_one_level_folder_takes_no_level(tmp_path):
+    writer = CodesWriter(tmp_path / "two", {
+        "codebook_sizes": [4, 300], "grid_shapes": [[1, 1], [2, 2]], "shard_size": 2, "num_inputs": 2,
+        "has_labels": False, "flipped": False, "tokenizer_fingerprint": "x",
+    })
+    assert writer.plan["dtype"] == "uint16"
+    writer.start()
+    with pytest.raises(ValueError, match="1 codes arrays; expected one per level \\(2\\)"):
+        writer.write_shard(0, np.zeros((2, 2, 2)), None, None, [])
+    with pytest.raises(ValueError, match="\\(top level\\): code 4 >= codebook_size 4"):
+        writer.write_shard(0, [np.full((2, 1, 1), 4), np.zeros((2, 2, 2))], None, None, [])
+    with pytest.raises(ValueError, match="\\(bottom level\\): codes of shape \\(2, 1, 1\\)"):
+        writer.write_shard(0, [np.zeros((2, 1, 1)), np.zeros((2, 1, 1))], None, None, [])
+    writer.write_shard(0, [np.full((2, 1, 1), 3), np.full((2, 2, 2), 299)], None, None, [])
+    writer.write_manifest({})
+    bottom = CodesDataset(tmp_path / "two", level="bottom")
+    codes, label, context = bottom[1]
+    assert codes.tolist() == [[299, 299], [299, 299]] and label == -1 and context.tolist() == [[3]]
+    make_codes(tmp_path / "one")
+    with pytest.raises(ValueError, match="holds one code grid per image"):
+        CodesDataset(tmp_path / "one", level="top")

@@ -1,6 +1,8 @@
-"""Stage one of Tessera: the VQ-GAN image tokenizer (images <-> code indices)."""
+"""Stage one of Tessera: image tokenizers (images <-> code indices): the VQ-GAN and the two-level VQ-VAE-2."""
 
+from .loading import build_tokenizer, load_tokenizer
 from .quantizer import QuantizerConfig, VectorQuantizer
 from .vqgan import VQGAN, VQGANConfig
+from .vqvae2 import VQVAE2
 
-__all__ = ["VQGAN", "VQGANConfig", "QuantizerConfig", "VectorQuantizer"]
+__all__ = ["VQGAN", "VQGANConfig", "VQVAE2", "QuantizerConfig", "VectorQuantizer", "build_tokenizer", "load_tokenizer"]

@@ -10,22 +10,22 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .data import collate_images
-from .vqgan import VQGAN
+from .loading import Tokenizer
 
 
 @dataclass
 class EncodedRange:
-    """Codes of the readable images of one index range, in dataset order."""
+    """Codes of the readable images of one index range, in dataset order; one array per level, coarsest first."""
 
-    codes: np.ndarray  # (n, h, w) int64
+    codes: list[np.ndarray]  # per level (n, h, w) int64
     labels: np.ndarray  # (n,) int64, -1 where the dataset has none
-    flipped: np.ndarray | None  # (n, h, w) codes of the mirrored images, or None
+    flipped: list[np.ndarray] | None  # per level (n, h, w) codes of the mirrored images, or None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) of unreadable inputs
 
 
 @torch.no_grad()
 def encode_range(
-    model: VQGAN,
+    model: Tokenizer,
     dataset: Dataset,
     start: int,
     stop: int,
@@ -36,8 +36,8 @@ def encode_range(
 ) -> EncodedRange:
     """Encode dataset items [start, stop). `on_batch(n)` is called with the number of inputs consumed."""
     device = next(model.parameters()).device
-    h, w = model.config.grid_shapes[0]
-    codes, flipped, labels, skipped = [], [], [], []
+    levels = len(model.config.grid_shapes)
+    codes, flipped, labels, skipped = [[] for _ in range(levels)], [[] for _ in range(levels)], [], []
     loader = DataLoader(
         Subset(dataset, range(start, stop)), batch_size=batch_size, num_workers=num_workers,
         collate_fn=collate_images, pin_memory=device.type == "cuda",
@@ -46,16 +46,22 @@ def encode_range(
         skipped += batch["skipped"]
         images = batch["image"].to(device, non_blocking=True)
         if images.shape[0]:
-            codes.append(model.encode(images).cpu())
+            for level, grid in enumerate(model.encode_levels(images)):
+                codes[level].append(grid.cpu())
             if flip:
-                flipped.append(model.encode(images.flip(-1)).cpu())
+                for level, grid in enumerate(model.encode_levels(images.flip(-1))):
+                    flipped[level].append(grid.cpu())
             labels.append(batch["label"])
         if on_batch is not None:
             on_batch(images.shape[0] + len(batch["skipped"]))
-    empty = torch.zeros(0, h, w, dtype=torch.long)
+
+    def stacked(grids: list[list[torch.Tensor]]) -> list[np.ndarray]:
+        return [torch.cat(level or [torch.zeros(0, h, w, dtype=torch.long)]).numpy()
+                for level, (h, w) in zip(grids, model.config.grid_shapes)]
+
     return EncodedRange(
-        codes=torch.cat(codes or [empty]).numpy(),
+        codes=stacked(codes),
         labels=torch.cat(labels or [torch.zeros(0, dtype=torch.long)]).numpy(),
-        flipped=torch.cat(flipped or [empty]).numpy() if flip else None,
+        flipped=stacked(flipped) if flip else None,
         skipped=[tuple(s) for s in skipped],
     )

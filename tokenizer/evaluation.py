@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from .vqgan import VQGAN
+from .loading import Tokenizer
 
 
 @torch.no_grad()
-def codec_throughput(model: VQGAN, images: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+def codec_throughput(model: Tokenizer, images: torch.Tensor, repeats: int = 3) -> dict[str, float]:
     """Images per second of `encode` and of `decode` on an in-memory batch (best of `repeats`)."""
     model.eval()
     indices = model.encode(images)  # warm-up
@@ -34,7 +34,7 @@ def codec_throughput(model: VQGAN, images: torch.Tensor, repeats: int = 3) -> di
 
 
 @torch.no_grad()
-def save_reconstruction_grid(model: VQGAN, images: torch.Tensor, path: str | Path) -> None:
+def save_reconstruction_grid(model: Tokenizer, images: torch.Tensor, path: str | Path) -> None:
     """PNG with the originals (top row) above their reconstructions (bottom row); images (n, 3, H, W)."""
     was_training = model.training
     model.eval()

@@ -255,5 +255,18 @@ def code_statistics(counts: torch.Tensor) -> dict[str, float]:
     return {"codebook_usage": float((counts > 0).double().mean()), "perplexity": float(math.exp(entropy))}
 
 
+LEVELS = ("top", "bottom")  # a two-level model's grids, coarsest first
+
+
+def level_statistics(per_level: list[dict[str, float]]) -> dict[str, float]:
+    """Statistics of each level's codebook as one dict. One level: as they are. Two levels: each key prefixed
+    top_ / bottom_, and `codebook_usage` the lower of the two, so a collapse at either level shows in one figure."""
+    if len(per_level) == 1:
+        return dict(per_level[0])
+    merged = {f"{level}_{name}": value for level, stats in zip(LEVELS, per_level) for name, value in stats.items()}
+    merged["codebook_usage"] = min(stats["codebook_usage"] for stats in per_level)
+    return merged
+
+
 def _world_size() -> int:
     return dist.get_world_size() if _distributed() else 1

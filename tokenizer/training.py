@@ -29,7 +29,8 @@ from .discriminator import DiscriminatorConfig, PatchDiscriminator
 from .evaluation import save_reconstruction_grid
 from .gan_phase import check_gan_phase
 from .losses import LossConfig, VQGANLoss
-from .vqgan import VQGAN, VQGANConfig
+from .loading import Tokenizer, build_tokenizer
+from .vqgan import VQGANConfig
 
 LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -38,8 +39,8 @@ CURVES = {
     "losses": ["loss", "pixel_loss", "perceptual_loss", "quantizer_loss"],
     "GAN": ["gan_loss", "disc_loss"],
     "PSNR (dB)": ["psnr"],
-    "codebook usage": ["codebook_usage"],
-    "codebook perplexity": ["perplexity"],
+    "codebook usage": ["codebook_usage", "top_codebook_usage", "bottom_codebook_usage"],
+    "codebook perplexity": ["perplexity", "top_perplexity", "bottom_perplexity"],
     "adaptive GAN weight": ["adaptive_weight"],
     "learning rate": ["lr"],
 }
@@ -130,7 +131,7 @@ def generator_step(accelerator, model, discriminator, loss_fn, images, step, sca
         with accelerator.autocast():
             out = model(images)
             loss, logs = loss_fn.generator_loss(
-                images, out.reconstruction, out.quantizer.loss, raw_disc, accelerator.unwrap_model(model).last_layer, step
+                images, out.reconstruction, out.latent_loss, raw_disc, accelerator.unwrap_model(model).last_layer, step
             )
         accelerator.backward(loss * scale)
     finally:
@@ -183,13 +184,13 @@ class TokenizerTrainer:
         """Vertical lines in curves.png: where the discriminator starts, so PSNR and usage read across it."""
         return {"discriminator starts": config.loss.disc_start_step} if config.loss.gan_weight > 0 else {}
 
-    def __init__(self, config: TrainTokenizerConfig, run, model: VQGAN | None = None):
+    def __init__(self, config: TrainTokenizerConfig, run, model: Tokenizer | None = None):
         self.config, self.run = config, run
         self.accelerator = run.accelerator
         set_seed(config.seed)
         self.output_dir = run.output_dir
         self.dataset = build_image_dataset(dataclasses.replace(config.data, random_flip=False))
-        self.model = model if model is not None else VQGAN(config.model)
+        self.model = model if model is not None else build_tokenizer(config.model)
         self.loss_fn = VQGANLoss(config.loss).to(self.accelerator.device)
         use_gan = config.loss.gan_weight > 0
         self.discriminator = PatchDiscriminator(config.discriminator) if use_gan else None
@@ -225,7 +226,7 @@ class TokenizerTrainer:
             self.model, self.opt_g, self.sched_g = acc.prepare(self.model, self.opt_g, self.sched_g)
 
     @property
-    def raw_model(self) -> VQGAN:
+    def raw_model(self) -> Tokenizer:
         return self.accelerator.unwrap_model(self.model)
 
     def _extra_modules(self) -> dict[str, nn.Module]:
@@ -280,7 +281,7 @@ class TokenizerTrainer:
             self.ema.update_parameters(self.raw_model)
         merged = _merge(logs)
         merged.update(psnr=sum(psnrs) / len(psnrs), lr=self.sched_g.get_last_lr()[0])
-        merged.update(self.raw_model.quantizer.window_stats())
+        merged.update(self.raw_model.window_stats())
         return merged
 
     def train(self) -> Path:

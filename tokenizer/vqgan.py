@@ -7,27 +7,31 @@ A saved model is a folder with config.json and model.safetensors, loaded strictl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from .autoencoder import Decoder, Encoder
-from .hub import load_weights_strict, push_pretrained, resolve_folder
+from .files import CONFIG_NAME, WEIGHTS_NAME, TokenizerFiles, check_images, check_indices  # noqa: F401 (names re-exported)
 from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 DOWNSAMPLE_FACTORS = (4, 8, 16)
+ARCHITECTURES = ("vqgan", "vqvae2")
+TOP_DOWNSAMPLE_FACTORS = (2, 4)
+# Fields only a hierarchical model uses. A one-level model leaves them out of its fingerprint, so that tokenizers
+# saved before they existed keep the fingerprint their index files record.
+HIERARCHICAL_FIELDS = ("architecture", "top_downsample_factor", "top_quantizer")
 
 
 @dataclass
 class VQGANConfig:
+    """The autoencoder of every tokenizer architecture: "vqgan" (one code grid, `VQGAN`) or "vqvae2" (a top grid
+    `top_downsample_factor` times coarser than the bottom one, `tokenizer.vqvae2.VQVAE2`)."""
+
+    architecture: str = field(default="vqgan", metadata={
+        "help": f"one of {ARCHITECTURES}: one code grid (vqgan) or a top and a bottom grid (vqvae2, VQ-VAE-2)"})
     resolution: int = field(default=32, metadata={"flag": "resolution", "help": "image side in pixels"})
     in_channels: int = field(default=3, metadata={"flag": "in_channels", "help": "image channels"})
     channels: int = field(default=64, metadata={"help": "base width of the encoder and decoder"})
@@ -40,11 +44,21 @@ class VQGANConfig:
     z_channels: int = field(default=64, metadata={"help": "channels of the latent before the code projection"})
     use_attention: bool = field(default=False, metadata={"flag": "attention", "help": "self-attention at the lowest resolution"})
     dropout: float = 0.0
+    # The (bottom) grid's codebook; a vqvae2's top grid has its own, with every option of this one.
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    top_downsample_factor: int = field(default=2, metadata={
+        "help": f"vqvae2: one of {TOP_DOWNSAMPLE_FACTORS}, how much coarser the top grid is than the bottom one"})
+    top_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig, metadata={"flag_prefix": "top_"})
 
     def __post_init__(self) -> None:
         if isinstance(self.quantizer, dict):
             self.quantizer = QuantizerConfig(**self.quantizer)
+        if isinstance(self.top_quantizer, dict):
+            self.top_quantizer = QuantizerConfig(**self.top_quantizer)
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture={self.architecture!r}: expected one of {list(ARCHITECTURES)}")
+        if self.top_downsample_factor not in TOP_DOWNSAMPLE_FACTORS:
+            raise ValueError(f"top_downsample_factor={self.top_downsample_factor}: expected one of {TOP_DOWNSAMPLE_FACTORS}")
         if self.downsample_factor not in DOWNSAMPLE_FACTORS:
             raise ValueError(f"downsample_factor={self.downsample_factor}: expected one of {DOWNSAMPLE_FACTORS}")
         levels = int(math.log2(self.downsample_factor)) + 1
@@ -56,27 +70,57 @@ class VQGANConfig:
                 f"channel_mult={list(self.channel_mult)} has {len(self.channel_mult)} entries; downsample factor "
                 f"{self.downsample_factor} needs {levels} (one per level)"
             )
-        if self.resolution <= 0 or self.resolution % self.downsample_factor:
+        if self.resolution <= 0 or self.resolution % self.total_downsample_factor:
             raise ValueError(
                 f"resolution={self.resolution} is not divisible by the downsample factor "
-                f"{self.downsample_factor}; expected a positive multiple of it"
+                f"{self.total_downsample_factor}; expected a positive multiple of it"
             )
         for name in ("channels", "num_res_blocks", "z_channels", "in_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
 
     @property
+    def num_levels(self) -> int:
+        return 2 if self.architecture == "vqvae2" else 1
+
+    @property
+    def total_downsample_factor(self) -> int:
+        """Image side / the coarsest grid's side."""
+        return self.downsample_factor * (self.top_downsample_factor if self.num_levels == 2 else 1)
+
+    @property
     def grid_shapes(self) -> list[tuple[int, int]]:
-        """One (h, w) grid per level; a flat VQ-GAN has one level (VQ-VAE-2 will have two)."""
+        """One (h, w) grid per level, coarsest first: [(h, w)] for a vqgan, [top, bottom] for a vqvae2."""
         side = self.resolution // self.downsample_factor
+        if self.num_levels == 2:
+            return [(side // self.top_downsample_factor,) * 2, (side, side)]
         return [(side, side)]
 
     @property
+    def codebook_sizes(self) -> list[int]:
+        """One codebook size per level, coarsest first (as grid_shapes)."""
+        if self.num_levels == 2:
+            return [self.top_quantizer.codebook_size, self.quantizer.codebook_size]
+        return [self.quantizer.codebook_size]
+
+    @property
     def codebook_size(self) -> int:
+        """The one codebook of a one-level model; a two-level one has one per level (codebook_sizes)."""
+        if self.num_levels != 1:
+            raise ValueError(f"a {self.architecture} tokenizer has one codebook per level: use codebook_sizes "
+                             f"({self.codebook_sizes}), not codebook_size")
         return self.quantizer.codebook_size
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def fingerprint_dict(self) -> dict:
+        """to_dict() without the fields a one-level model does not use (see HIERARCHICAL_FIELDS)."""
+        data = self.to_dict()
+        if self.num_levels == 1:
+            for name in HIERARCHICAL_FIELDS:
+                data.pop(name)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "VQGANConfig":
@@ -95,12 +139,24 @@ class VQGANOutput:
     indices: torch.Tensor  # (B, h, w)
     quantizer: QuantizerOutput
 
+    @property
+    def latent_loss(self) -> torch.Tensor:
+        """What the bottleneck adds to the training objective: the quantiser's codebook + β·commitment loss."""
+        return self.quantizer.loss
 
-class VQGAN(nn.Module):
+
+class VQGAN(TokenizerFiles, nn.Module):
     """Images in [-1, 1] (B, 3, H, W) ↔ code indices (B, H/f, W/f)."""
+
+    architecture = "vqgan"
+    config_class = VQGANConfig
+    num_levels = 1
 
     def __init__(self, config: VQGANConfig):
         super().__init__()
+        if config.architecture != self.architecture:
+            raise ValueError(f"architecture={config.architecture!r}: VQGAN builds 'vqgan'; build any with "
+                             f"tokenizer.build_tokenizer")
         self.config = config
         arch = dict(
             channels=config.channels,
@@ -120,12 +176,12 @@ class VQGAN(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [-1, 1] → code indices (B, H/f, W/f), long."""
-        self._check_images(images)
+        check_images(images, self.config.in_channels, self.config.downsample_factor)
         return self.quantizer(self.quant_conv(self.encoder(images))).indices
 
     def embed(self, indices: torch.Tensor) -> torch.Tensor:
         """Code indices (B, h, w) → code vectors (B, code_dim, h, w)."""
-        self._check_indices(indices)
+        check_indices(indices, self.config.codebook_size)
         return self.quantizer.embed(indices)
 
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
@@ -136,9 +192,19 @@ class VQGAN(nn.Module):
         """Code vectors (B, code_dim, h, w) → images; shared by `decode` and training."""
         return self.decoder(self.post_quant_conv(codes.to(self.post_quant_conv.weight.dtype)))
 
+    def encode_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The form every architecture shares: one grid per level, coarsest first; here [(B, h, w)]."""
+        return [self.encode(images)]
+
+    def decode_levels(self, grids: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """One grid per level, coarsest first (here one) → images."""
+        if len(grids) != 1:
+            raise ValueError(f"{len(grids)} code grids: a vqgan tokenizer has one level")
+        return self.decode(grids[0])
+
     def forward(self, images: torch.Tensor) -> VQGANOutput:
         """Training pass: reconstruction, indices and the quantiser's losses."""
-        self._check_images(images)
+        check_images(images, self.config.in_channels, self.config.downsample_factor)
         quantized = self.quantizer(self.quant_conv(self.encoder(images)))
         return VQGANOutput(self.decode_codes(quantized.quantized), quantized.indices, quantized)
 
@@ -147,82 +213,6 @@ class VQGAN(nn.Module):
         """The decoder's last weight, where the adaptive GAN weight is measured."""
         return self.decoder.last_layer
 
-    def fingerprint(self) -> str:
-        """sha256 of the config and every weight (names, dtypes, shapes, bytes): identifies this exact tokenizer.
-
-        Index files record it, so codes are never read back through a different tokenizer.
-        """
-        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
-        for name, tensor in sorted(self.state_dict().items()):
-            tensor = tensor.detach().cpu().contiguous()
-            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-        return digest.hexdigest()
-
-    # --- validation ----------------------------------------------------------------------------------
-
-    def _check_images(self, images: torch.Tensor) -> None:
-        factor = self.config.downsample_factor
-        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != self.config.in_channels:
-            shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-            raise ValueError(f"images of shape {shape}: expected (B, {self.config.in_channels}, H, W)")
-        if images.shape[2] % factor or images.shape[3] % factor:
-            raise ValueError(
-                f"images of size {tuple(images.shape[2:])}: expected H and W divisible by the downsample factor {factor}"
-            )
-        if not images.is_floating_point():
-            raise ValueError(f"images of dtype {images.dtype}: expected floats in [-1, 1]")
-
-    def _check_indices(self, indices: torch.Tensor) -> None:
-        if not torch.is_tensor(indices) or indices.ndim != 3 or indices.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
-            desc = (tuple(indices.shape), indices.dtype) if torch.is_tensor(indices) else type(indices).__name__
-            raise ValueError(f"indices {desc}: expected an integer tensor of shape (B, h, w)")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.config.codebook_size):
-            raise ValueError(
-                f"indices span [{int(indices.min())}, {int(indices.max())}]; expected values in [0, {self.config.codebook_size})"
-            )
-
-    # --- files ---------------------------------------------------------------------------------------
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json and model.safetensors into `directory`."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "model": "tessera.VQGAN"})
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | Path,
-        *,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> "VQGAN":
-        """Rebuild from a folder written by `save_pretrained`, or from a Hub repo id (only config.json and
-        model.safetensors are fetched, into the Hugging Face cache). Every weight must be present and match."""
-        folder = resolve_folder(
-            name_or_path, (CONFIG_NAME, WEIGHTS_NAME), "a tokenizer folder", revision=revision,
-            cache_dir=cache_dir, local_files_only=local_files_only, token=token,
-        )
-        model = cls(VQGANConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text())))
-        load_weights_strict(model, folder / WEIGHTS_NAME, map_location)
-        return model.eval()
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        revision: str | None = None,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        commit_message: str | None = None,
-    ):
-        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
-        return push_pretrained(
-            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
-        )
+    def window_stats(self) -> dict[str, float]:
+        """Codebook usage and perplexity over the quantiser's recent training batches."""
+        return self.quantizer.window_stats()
