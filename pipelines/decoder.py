@@ -7,15 +7,17 @@ from pathlib import Path
 import torch
 
 from prior.training import Decoder
-from tokenizer import VQGAN
+from tokenizer import load_tokenizer
 
 
 def load_decoder(tokenizer_dir: str | Path, device: str | torch.device = "cpu") -> Decoder:
-    """Load a saved tokenizer and wrap its `decode` with its fingerprint, codebook size and grid."""
-    model = VQGAN.from_pretrained(tokenizer_dir).to(device).eval()
+    """Load a saved tokenizer (any architecture) and wrap its `decode_levels` with its fingerprint, codebook
+    sizes and grids."""
+    model = load_tokenizer(tokenizer_dir).to(device).eval()
 
     @torch.no_grad()
-    def decode(codes: torch.Tensor) -> torch.Tensor:
-        return model.decode(codes.to(device))
+    def decode(grids: list[torch.Tensor]) -> torch.Tensor:
+        return model.decode_levels([grid.to(device) for grid in grids])
 
-    return Decoder(decode, model.fingerprint(), model.config.codebook_size, tuple(model.config.grid_shapes[0]))
+    return Decoder(decode, model.fingerprint(), list(model.config.codebook_sizes),
+                   [tuple(g) for g in model.config.grid_shapes])

@@ -4,6 +4,12 @@ SDPA attention) reading the grid in raster order after one condition token.
 Vocabulary: codes [0, K), class tokens [K, K + C), and one null token K + C, which is the condition of
 unconditional models and the 'no class' token of classifier-free guidance. Only the K code logits are
 ever returned or sampled.
+
+A bottom-level prior of a two-level (VQ-VAE-2) tokenizer reads the top grid first: the sequence is
+[condition, top codes (T of them, their own tokens [K + C + 1, K + C + 1 + K_t)), bottom codes], so every bottom
+cell attends to every top code and to the bottom cells before it. A prefix rather than cross-attention keeps
+the model an unchanged `LlamaForCausalLM` (its KV cache, SDPA and sampler serve as they are) at the cost of
+T more positions, 1/4 of the bottom grid's at the usual 2x coarser top.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from .sampling import (
     check_labels,
     check_sampling_args,
     class_labels_tensor,
+    context_grids,
     guide,
     pick_tokens,
     prefix_tokens,
@@ -51,6 +58,9 @@ class GPTPriorConfig:
     # Provenance, filled by training from the codes folder: lets a pipeline check it has the right tokenizer.
     class_names: tuple[str, ...] = ()
     tokenizer_fingerprint: str | None = None
+    # A bottom-level prior: the top grid it reads before its own (0 and () for none).
+    context_codebook_size: int = 0
+    context_grid_shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         normalize_data_fields(self)
@@ -70,12 +80,21 @@ class GPTPriorConfig:
         return self.grid_shape[0] * self.grid_shape[1]
 
     @property
+    def context_length(self) -> int:
+        return self.context_grid_shape[0] * self.context_grid_shape[1] if self.context_grid_shape else 0
+
+    @property
     def null_token(self) -> int:
         return self.codebook_size + self.num_classes
 
     @property
+    def context_offset(self) -> int:
+        """Token id of the top code 0."""
+        return self.null_token + 1
+
+    @property
     def vocab_size(self) -> int:
-        return self.codebook_size + self.num_classes + 1
+        return self.codebook_size + self.num_classes + 1 + self.context_codebook_size
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -97,7 +116,7 @@ class GPTPrior(PriorFiles, nn.Module):
             num_hidden_layers=config.num_layers,
             num_attention_heads=config.num_heads,
             num_key_value_heads=config.num_heads,
-            max_position_embeddings=config.sequence_length,
+            max_position_embeddings=config.context_length + config.sequence_length,
             rope_theta=config.rope_theta,
             attention_dropout=config.dropout,
             bos_token_id=config.null_token,
@@ -117,16 +136,27 @@ class GPTPrior(PriorFiles, nn.Module):
         check_labels(labels, self.config.num_classes)
         return torch.where(labels >= 0, labels + self.config.codebook_size, self.config.null_token)
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, h, w, K): the logits at a cell predict that cell from the condition and the cells before it."""
+    def context_tokens(self, context: torch.Tensor | None, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Top grids (B, h_t, w_t) → their token ids (B, T); (B, 0) for a prior without a context."""
+        grids = context_grids(context, batch_size, self.config)
+        if grids is None:
+            return torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+        return grids.to(device).reshape(batch_size, -1) + self.config.context_offset
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, h, w, K): the logits at a cell predict that cell from the condition, the context (a
+        bottom-level prior's top grid (B, h_t, w_t)) and the cells before it."""
         check_codes(codes, self.config.grid_shape, self.config.codebook_size)
         b = codes.shape[0]
         tokens = codes.reshape(b, -1).long()  # (B, h*w)
         condition = self.condition_tokens(labels, b, codes.device)[:, None]  # (B, 1)
-        inputs = torch.cat([condition, tokens[:, :-1]], dim=1)  # shifted right by the condition token
-        embeddings = self.transformer.get_input_embeddings()(inputs)  # (B, h*w, D)
+        head = torch.cat([condition, self.context_tokens(context, b, codes.device)], dim=1)  # (B, 1 + T)
+        inputs = torch.cat([head, tokens[:, :-1]], dim=1)  # the codes shifted right behind the head
+        embeddings = self.transformer.get_input_embeddings()(inputs)  # (B, T + h*w, D)
         embeddings = F.dropout(embeddings, self.config.dropout, self.training)  # a regulariser for small data sets
-        logits = self.transformer(inputs_embeds=embeddings, use_cache=False).logits[..., : self.config.codebook_size]
+        logits = self.transformer(inputs_embeds=embeddings, use_cache=False).logits
+        logits = logits[:, self.config.context_length :, : self.config.codebook_size]  # (B, h*w, K)
         return logits.reshape(b, *self.config.grid_shape, self.config.codebook_size)
 
     # --- sampling -------------------------------------------------------------------------------------
@@ -144,24 +174,28 @@ class GPTPrior(PriorFiles, nn.Module):
         generator: torch.Generator | None = None,
         max_batch_size: int = 256,
         use_cache: bool = True,
+        context=None,
     ) -> torch.Tensor:
-        """New code grids (B, h, w). `prefix` (B, p) tokens or (B, rows, w) code rows is kept and continued.
+        """New code grids (B, h, w). `prefix` (B, p) tokens or (B, rows, w) code rows is kept and continued;
+        `context` (B, h_t, w_t): the top grids a bottom-level prior writes its grids for.
 
-        guidance_scale 1.0 is plain conditional sampling; other values run the null condition beside it and
-        mix the logits. Batches above `max_batch_size` are sampled in chunks. `use_cache=False` recomputes
-        the whole sequence at each step (for comparison only).
+        guidance_scale 1.0 is plain conditional sampling; other values run the null condition beside it (with
+        the same context) and mix the logits. Batches above `max_batch_size` are sampled in chunks.
+        `use_cache=False` recomputes the whole sequence at each step (for comparison only).
         """
         check_sampling_args(temperature, top_k, top_p, guidance_scale)
         device = self.transformer.device
         labels = class_labels_tensor(class_labels, batch_size, self.config.num_classes, device)
         prefix = prefix_tokens(prefix, batch_size, self.config.grid_shape, self.config.codebook_size, device)
+        context = self.context_tokens(context, batch_size, device)  # (B, T)
         guided = guidance_scale != 1.0 and self.config.num_classes > 0
         chunks = []
         for start in range(0, batch_size, max_batch_size):
             stop = min(start + max_batch_size, batch_size)
             condition = self.condition_tokens(labels[start:stop], stop - start, device)
             chunks.append(self._sample_chunk(
-                condition, prefix[start:stop], guided, guidance_scale, temperature, top_k, top_p, generator, use_cache
+                condition, context[start:stop], prefix[start:stop], guided, guidance_scale, temperature, top_k,
+                top_p, generator, use_cache,
             ))
         return torch.cat(chunks).reshape(batch_size, *self.config.grid_shape)
 
@@ -174,22 +208,24 @@ class GPTPrior(PriorFiles, nn.Module):
         ).last_hidden_state[:, -1]  # (B', D)
         return hidden @ self.transformer.lm_head.weight[: self.config.codebook_size].t()  # (B', K)
 
-    def _sample_chunk(self, condition, tokens, guided, scale, temperature, top_k, top_p, generator, use_cache):
-        """condition (B,), tokens (B, p) → tokens (B, h*w), one forward pass per new token when cached."""
+    def _sample_chunk(self, condition, context, tokens, guided, scale, temperature, top_k, top_p, generator, use_cache):
+        """condition (B,), context tokens (B, T), tokens (B, p) → tokens (B, h*w), one forward pass per new
+        token when cached."""
         if guided:  # rows [0, B) conditional, [B, 2B) with the null condition
             condition = torch.cat([condition, torch.full_like(condition, self.config.null_token)])
         double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
-        context = torch.cat([condition[:, None], double(tokens)], dim=1)  # (B', 1 + p)
+        sequence = torch.cat([condition[:, None], double(context), double(tokens)], dim=1)  # (B', 1 + T + p)
         # Keys and values in preallocated buffers, attended over the filled positions only (kv_cache.py).
-        cache = preallocated_cache(self.config.num_layers, self.config.sequence_length) if use_cache else None
-        step_input = context
+        length = self.config.context_length + self.config.sequence_length
+        cache = preallocated_cache(self.config.num_layers, length) if use_cache else None
+        step_input = sequence
         while tokens.shape[1] < self.config.sequence_length:
             logits = self._next_code_logits(step_input, cache)
             if guided:
                 logits = guide(logits, scale)
             new = pick_tokens(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
             tokens = torch.cat([tokens, new], dim=1)
-            context = torch.cat([context, double(new)], dim=1)
-            step_input = double(new) if use_cache else context
+            sequence = torch.cat([sequence, double(new)], dim=1)
+            step_input = double(new) if use_cache else sequence
         return tokens
 

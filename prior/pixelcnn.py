@@ -5,6 +5,11 @@ to the left, so there is no blind spot; gated tanh·sigmoid units; class conditi
 Causality by construction (no masks): the vertical stack's convolutions look only upward (rows ≤ i) and
 reach the horizontal stack shifted down one row (rows < i); the horizontal stack looks only left, and its
 first layer reads the input shifted right one cell (cells < j). Shapes: codes (B, h, w) → logits (B, h, w, K).
+
+A bottom-level prior of a two-level (VQ-VAE-2) tokenizer is conditioned on the top grid as in the paper: a
+conditioning stack embeds the top codes and mixes them with residual 3x3 convolutions at the top resolution,
+enough of them that every output cell sees the whole top grid; each gated layer adds a 1x1 projection of it,
+repeated up to the bottom grid, to its gates (a spatial condition beside the class's global one).
 """
 
 from __future__ import annotations
@@ -17,7 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .files import PriorFiles, normalize_data_fields
-from .sampling import check_codes, check_labels, check_sampling_args, class_labels_tensor, guide, pick_tokens, prefix_tokens
+from .sampling import (
+    check_codes,
+    check_labels,
+    check_sampling_args,
+    class_labels_tensor,
+    context_grids,
+    guide,
+    pick_tokens,
+    prefix_tokens,
+)
 
 PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
     "tiny": dict(hidden_channels=32, num_layers=6),
@@ -38,9 +52,15 @@ class PixelCNNPriorConfig:
     # Provenance, filled by training from the codes folder: lets a pipeline check it has the right tokenizer.
     class_names: tuple[str, ...] = ()
     tokenizer_fingerprint: str | None = None
+    # A bottom-level prior: the top grid it is conditioned on (0 and () for none); the grid must be a whole
+    # multiple of it.
+    context_codebook_size: int = 0
+    context_grid_shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         normalize_data_fields(self)
+        if self.context_grid_shape and any(g % c for g, c in zip(self.grid_shape, self.context_grid_shape)):
+            raise ValueError(f"grid {self.grid_shape} is not a whole multiple of the context grid {self.context_grid_shape}")
         for name in ("first_kernel_size", "kernel_size"):
             if getattr(self, name) < 3 or getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name}={getattr(self, name)}: expected an odd size >= 3")
@@ -82,10 +102,26 @@ def _shift_right(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]  # column j now holds column j-1
 
 
+class ContextStack(nn.Module):
+    """Top grids (B, h_t, w_t) → features (B, D, h_t, w_t) in which every cell has seen every top code."""
+
+    def __init__(self, codebook_size: int, context_grid: tuple[int, int], channels: int):
+        super().__init__()
+        self.embed = nn.Embedding(codebook_size, channels)
+        # Each 3x3 convolution reaches one cell further: max(h_t, w_t) - 1 of them span the grid corner to corner.
+        self.mix = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(max(1, max(context_grid) - 1)))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        x = self.embed(context).permute(0, 3, 1, 2)  # (B, D, h_t, w_t)
+        for conv in self.mix:
+            x = x + conv(F.relu(x))
+        return x
+
+
 class GatedLayer(nn.Module):
     """One vertical + horizontal gated layer. v: (B, D, h, w) sees rows ≤ i; h: sees row i, cells < j."""
 
-    def __init__(self, channels: int, kernel_size: int, num_conditions: int, first: bool):
+    def __init__(self, channels: int, kernel_size: int, num_conditions: int, first: bool, spatial_condition: bool = False):
         super().__init__()
         self.k, self.first = kernel_size, first
         self.vertical = nn.Conv2d(channels, 2 * channels, (kernel_size // 2 + 1, kernel_size))
@@ -93,10 +129,19 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.h_out = nn.Conv2d(channels, channels, 1)
         self.condition = nn.Embedding(num_conditions, 4 * channels)  # gate biases for both stacks
+        # A bottom-level prior's top-grid features → spatial gate biases for both stacks.
+        self.spatial = nn.Conv2d(channels, 4 * channels, 1) if spatial_condition else None
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, v: torch.Tensor, h: torch.Tensor, condition: torch.Tensor,
+                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """context: the ContextStack's features (B, D, h_t, w_t) of a bottom-level prior, else None."""
         half = self.k // 2
-        cond_v, cond_h = self.condition(condition)[:, :, None, None].chunk(2, dim=1)  # each (B, 2D, 1, 1)
+        bias = self.condition(condition)[:, :, None, None]  # (B, 4D, 1, 1)
+        if self.spatial is not None:
+            spatial = self.spatial(context)  # (B, 4D, h_t, w_t): a 1x1 projection, then repeated to (h, w)
+            scale = (v.shape[2] // spatial.shape[2], v.shape[3] // spatial.shape[3])
+            bias = bias + spatial.repeat_interleave(scale[0], dim=2).repeat_interleave(scale[1], dim=3)
+        cond_v, cond_h = bias.chunk(2, dim=1)  # each (B, 2D, 1 or h, 1 or w)
         v_pre = self.vertical(F.pad(v, (half, half, half, 0)))  # rows i-half..i, cols j±half
         h_in = _shift_right(h) if self.first else h  # first layer: the current cell must not see itself
         h_pre = self.horizontal(F.pad(h_in, (half, 0, 0, 0))) + self.v_to_h(_shift_down(v_pre))
@@ -122,8 +167,11 @@ class PixelCNNPrior(PriorFiles, nn.Module):
         d = config.hidden_channels
         self.embed = nn.Embedding(config.codebook_size, d)
         conditions = config.num_classes + 1  # + the null class (unconditional / guidance)
+        spatial = bool(config.context_grid_shape)
+        self.context_stack = ContextStack(config.context_codebook_size, config.context_grid_shape, d) if spatial else None
         self.layers = nn.ModuleList(
-            GatedLayer(d, config.first_kernel_size if i == 0 else config.kernel_size, conditions, first=i == 0)
+            GatedLayer(d, config.first_kernel_size if i == 0 else config.kernel_size, conditions, first=i == 0,
+                       spatial_condition=spatial)
             for i in range(config.num_layers)
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(d, d, 1), nn.ReLU(), nn.Conv2d(d, config.codebook_size, 1))
@@ -135,13 +183,18 @@ class PixelCNNPrior(PriorFiles, nn.Module):
         check_labels(labels, self.config.num_classes)
         return torch.where(labels >= 0, labels, self.config.null_class)
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, h, w, K) from the class, the context (a bottom-level prior's top grid (B, h_t, w_t)) and
+        the cells before each one in raster order."""
         check_codes(codes, self.config.grid_shape, self.config.codebook_size)
         condition = self.condition_ids(labels, codes.shape[0], codes.device)
+        grids = context_grids(context, codes.shape[0], self.config)
+        features = self.context_stack(grids.to(codes.device)) if grids is not None else None  # (B, D, h_t, w_t)
         x = self.embed(codes.long()).permute(0, 3, 1, 2)  # (B, D, h, w)
         v, h = x, x
         for layer in self.layers:
-            v, h = layer(v, h, condition)
+            v, h = layer(v, h, condition, features)
         return self.head(h).permute(0, 2, 3, 1)  # (B, h, w, K)
 
     @torch.no_grad()
@@ -156,14 +209,18 @@ class PixelCNNPrior(PriorFiles, nn.Module):
         prefix=None,
         generator: torch.Generator | None = None,
         max_batch_size: int = 256,
+        context=None,
     ) -> torch.Tensor:
-        """New code grids (B, h, w), one cell at a time in raster order; `prefix` cells are kept."""
+        """New code grids (B, h, w), one cell at a time in raster order; `prefix` cells are kept; `context`
+        (B, h_t, w_t): the top grids a bottom-level prior writes its grids for."""
         check_sampling_args(temperature, top_k, top_p, guidance_scale)
         device = self.embed.weight.device
         h, w = self.config.grid_shape
         labels = class_labels_tensor(class_labels, batch_size, self.config.num_classes, device)
         given = prefix_tokens(prefix, batch_size, self.config.grid_shape, self.config.codebook_size, device)
+        grids = context_grids(context, batch_size, self.config)
         guided = guidance_scale != 1.0 and self.config.num_classes > 0
+        double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
         out = []
         for start in range(0, batch_size, max_batch_size):
             stop = min(start + max_batch_size, batch_size)
@@ -172,9 +229,10 @@ class PixelCNNPrior(PriorFiles, nn.Module):
             cond = labels[start:stop]
             if guided:
                 cond = torch.cat([cond, torch.full_like(cond, -1)])
+            chunk_context = double(grids[start:stop].to(device)) if grids is not None else None
             for t in range(given.shape[1], h * w):
                 grid = codes.reshape(-1, h, w)
-                logits = self(torch.cat([grid, grid]) if guided else grid, cond)[:, t // w, t % w]  # (B', K)
+                logits = self(double(grid), cond, chunk_context)[:, t // w, t % w]  # (B', K)
                 if guided:
                     logits = guide(logits, guidance_scale)
                 codes[:, t] = pick_tokens(logits, temperature, top_k, top_p, generator)

@@ -52,6 +52,23 @@ def check_codes(codes: torch.Tensor, grid_shape: tuple[int, int], codebook_size:
         )
 
 
+def context_grids(context, batch_size: int, config) -> torch.Tensor | None:
+    """The top grids (B, h_t, w_t) a bottom-level prior is conditioned on; None for a prior without a context.
+    ValueError when a context is missing, unexpected or does not fit the config."""
+    if not config.context_grid_shape:
+        if context is not None:
+            raise ValueError("context given to a prior without one (context_grid_shape is empty)")
+        return None
+    if context is None:
+        raise ValueError(f"this prior is conditioned on a {config.context_grid_shape} grid of top codes: expected "
+                         f"context (B, {config.context_grid_shape[0]}, {config.context_grid_shape[1]})")
+    context = torch.as_tensor(context)
+    check_codes(context, config.context_grid_shape, config.context_codebook_size, "context")
+    if context.shape[0] != batch_size:
+        raise ValueError(f"context for {context.shape[0]} grids: expected one per grid ({batch_size})")
+    return context.long()
+
+
 def prefix_tokens(prefix, batch_size: int, grid_shape: tuple[int, int], codebook_size: int, device) -> torch.Tensor:
     """A prefix as raster-order tokens (B, p): given as (B, p) tokens or (B, rows, w) whole code rows."""
     h, w = grid_shape

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .gpt import GPT_PRESETS, GPTPrior, GPTPriorConfig
-from .index_files import CodesDataset
+from .index_files import LEVELS, CodesDataset, codebook_sizes
 from .pixelcnn import PIXELCNN_PRESETS, PixelCNNPrior, PixelCNNPriorConfig
 
 PRIORS = {"gpt": (GPTPrior, GPTPriorConfig), "pixelcnn": (PixelCNNPrior, PixelCNNPriorConfig)}
@@ -46,6 +46,9 @@ class TrainPriorConfig:
     prior: str = field(default="gpt", metadata={"help": "gpt or pixelcnn"})
     size: str = field(default="small", metadata={
         "help": f"size preset: gpt {sorted(GPT_PRESETS)}, pixelcnn {sorted(PIXELCNN_PRESETS)}"})
+    level: str | None = field(default=None, metadata={
+        "help": f"two-level (VQ-VAE-2) codes: the level whose prior to train, one of {list(LEVELS)}; the bottom "
+                f"prior is conditioned on the top grid. None for one-level codes"})
     validation_fraction: float = 0.05
     include_flipped: bool = field(default=False, metadata={"help": "also train on mirrored codes (tokenized with --flip)"})
     class_dropout: float = field(default=0.1, metadata={"help": "label drop probability (classifier-free guidance)"})
@@ -84,6 +87,8 @@ class TrainPriorConfig:
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
             raise ValueError(f"prior={self.prior!r}: expected one of {sorted(PRIORS)}")
+        if self.level is not None and self.level not in LEVELS:
+            raise ValueError(f"level={self.level!r}: expected one of {list(LEVELS)}, or none for one-level codes")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -111,15 +116,17 @@ class TrainPriorConfig:
 class Decoder:
     """What sample grids need from the tokenizer, passed in by the caller (prior never imports tokenizer)."""
 
-    decode: Callable[[torch.Tensor], torch.Tensor]  # codes (B, h, w) → images (B, 3, H, W) in [-1, 1]
+    decode: Callable[[list[torch.Tensor]], torch.Tensor]  # one grid (B, h, w) per level → images (B, 3, H, W) in [-1, 1]
     fingerprint: str
-    codebook_size: int
-    grid_shape: tuple[int, int]
+    codebook_sizes: list[int]  # per level, coarsest first
+    grid_shapes: list[tuple[int, int]]
 
 
 def build_prior(config: TrainPriorConfig, codes: CodesDataset) -> nn.Module:
     model_cls, config_cls = PRIORS[config.prior]
     extra = {"dropout": config.dropout} if config.prior == "gpt" else {}
+    if codes.has_context:  # a bottom-level prior reads the top grid
+        extra.update(context_codebook_size=codes.context_codebook_size, context_grid_shape=codes.context_grid_shape)
     model_config = config_cls.from_preset(
         config.size, codebook_size=codes.codebook_size, grid_shape=codes.grid_shape, num_classes=codes.num_classes,
         class_names=tuple(codes.class_names) if codes.num_classes else (), tokenizer_fingerprint=codes.fingerprint,
@@ -129,7 +136,8 @@ def build_prior(config: TrainPriorConfig, codes: CodesDataset) -> nn.Module:
 
 
 def check_decoder(decoder: Decoder | None, codes: CodesDataset) -> None:
-    """The tokenizer used for sample grids must be the one the codes were made with."""
+    """The tokenizer used for sample grids must be the one the codes were made with; a top-level prior's grids
+    cannot be drawn alone (the decoder needs the bottom grid too)."""
     if decoder is None:
         return
     if decoder.fingerprint != codes.fingerprint:
@@ -137,11 +145,15 @@ def check_decoder(decoder: Decoder | None, codes: CodesDataset) -> None:
             f"the tokenizer given for samples ({decoder.fingerprint[:12]}) is not the one that made the codes in "
             f"{codes.directory} ({codes.fingerprint[:12]})"
         )
-    if decoder.codebook_size != codes.codebook_size or tuple(decoder.grid_shape) != codes.grid_shape:
+    levels = [tuple(g) for g in codes.manifest["grid_shapes"]]
+    if list(decoder.codebook_sizes) != codebook_sizes(codes.manifest) or [tuple(g) for g in decoder.grid_shapes] != levels:
         raise ValueError(
-            f"tokenizer codebook {decoder.codebook_size}, grid {tuple(decoder.grid_shape)} vs codes codebook "
-            f"{codes.codebook_size}, grid {codes.grid_shape}"
+            f"tokenizer codebooks {list(decoder.codebook_sizes)}, grids {[tuple(g) for g in decoder.grid_shapes]} vs "
+            f"codes codebooks {codebook_sizes(codes.manifest)}, grids {levels}"
         )
+    if codes.num_levels > 1 and not codes.has_context:
+        raise ValueError("sample grids of a top-level prior need bottom grids to decode: train it without "
+                         "--tokenizer, and sample it through the pipeline with a bottom prior")
 
 
 class SeededBatches:
@@ -156,12 +168,18 @@ class SeededBatches:
                 f"{len(dataset)} training grids; expected at least batch_size x processes = {batch_size * num_processes}"
             )
 
-    def batch(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, position: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """codes (B, h, w), labels (B,), and the top grids (B, h_t, w_t) of a bottom-level dataset, else None."""
         epoch, b = divmod(position, self.per_epoch)
         order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + epoch))
         start = (b * self.num_processes + self.process_index) * self.batch_size
-        items = [self.dataset[int(i)] for i in order[start : start + self.batch_size]]
-        return torch.stack([c for c, _ in items]), torch.tensor([label for _, label in items])
+        return stack_items([self.dataset[int(i)] for i in order[start : start + self.batch_size]])
+
+
+def stack_items(items: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """CodesDataset items → codes (B, h, w), labels (B,), contexts (B, h_t, w_t) or None."""
+    contexts = torch.stack([item[2] for item in items]) if len(items[0]) == 3 else None
+    return torch.stack([item[0] for item in items]), torch.tensor([item[1] for item in items]), contexts
 
 
 def drop_labels(labels: torch.Tensor, probability: float, seed: int, position: int) -> torch.Tensor:
@@ -173,9 +191,10 @@ def drop_labels(labels: torch.Tensor, probability: float, seed: int, position: i
     return torch.where(drop.to(labels.device), torch.full_like(labels, -1), labels)
 
 
-def prior_loss(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """Mean cross-entropy in nats per code over the whole grid."""
-    logits = model(codes, labels)  # (B, h, w, K)
+def prior_loss(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor | None,
+               context: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy in nats per code over the whole grid; `context`: a bottom-level prior's top grids."""
+    logits = model(codes, labels, context)  # (B, h, w, K)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), codes.reshape(-1))
 
 
@@ -204,8 +223,10 @@ class PriorTrainer:
         self.accelerator = run.accelerator
         set_seed(config.seed)
         c = config
-        self.train_codes = CodesDataset(c.codes_dir, "train", c.validation_fraction, c.seed, include_flipped=c.include_flipped)
-        self.val_codes = CodesDataset(c.codes_dir, "validation", c.validation_fraction, c.seed) if c.validation_fraction > 0 else None
+        self.train_codes = CodesDataset(c.codes_dir, "train", c.validation_fraction, c.seed,
+                                        include_flipped=c.include_flipped, level=c.level)
+        self.val_codes = (CodesDataset(c.codes_dir, "validation", c.validation_fraction, c.seed, level=c.level)
+                          if c.validation_fraction > 0 else None)
         self.train_codes.check_values()  # bad codes or labels fail here, before any step
         check_decoder(decoder, self.train_codes)
         self.decoder = decoder
@@ -226,23 +247,25 @@ class PriorTrainer:
     def raw_model(self) -> nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
-    def _micro_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _micro_batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         position = self.state["batches_seen"]
-        codes, labels = self.batches.batch(position)
+        codes, labels, context = self.batches.batch(position)
         self.state["batches_seen"] += 1
         device = self.accelerator.device
+        context = context.to(device) if context is not None else None
         if not self.conditional:
-            return codes.to(device), None
-        return codes.to(device), drop_labels(labels, self.config.class_dropout, self.config.seed, position).to(device)
+            return codes.to(device), None, context
+        labels = drop_labels(labels, self.config.class_dropout, self.config.seed, position).to(device)
+        return codes.to(device), labels, context
 
     def train_step(self) -> dict[str, float] | None:
         """One optimiser step; None when the loss was non-finite and the step was skipped."""
         c, acc = self.config, self.accelerator
         losses = []
         for micro in range(c.gradient_accumulation_steps):
-            codes, labels = self._micro_batch()
+            codes, labels, context = self._micro_batch()
             with acc.autocast():
-                loss = prior_loss(self.model, codes, labels)
+                loss = prior_loss(self.model, codes, labels, context)
             finite = acc.gather(torch.isfinite(loss.detach()).float().reshape(1)).min() > 0  # every process agrees
             if not finite:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -273,11 +296,12 @@ class PriorTrainer:
         for b, start in enumerate(range(0, len(self.val_codes), size)):
             if b >= limit:
                 break
-            items = [self.val_codes[i] for i in range(start, min(start + size, len(self.val_codes)))]
-            codes = torch.stack([c for c, _ in items]).to(self.accelerator.device)
-            labels = torch.tensor([l for _, l in items], device=codes.device) if self.conditional else None
+            codes, labels, context = stack_items([self.val_codes[i] for i in range(start, min(start + size, len(self.val_codes)))])
+            device = self.accelerator.device
+            codes, context = codes.to(device), context.to(device) if context is not None else None
+            labels = labels.to(device) if self.conditional else None
             with self.accelerator.autocast():
-                total += float(prior_loss(model, codes, labels)) * codes.shape[0]
+                total += float(prior_loss(model, codes, labels, context)) * codes.shape[0]
             count += codes.shape[0]
         model.train()
         return total / count / LN2
@@ -290,11 +314,14 @@ class PriorTrainer:
 
         model = self._model_to_save()
         model.eval()
-        n = 16
+        n = min(16, len(self.train_codes))
         labels = torch.arange(n) % self.train_codes.num_classes if self.conditional else None
-        codes = model.sample(n, class_labels=labels, generator=torch.Generator(self.accelerator.device).manual_seed(0))
+        # A bottom-level prior writes bottom grids for the first training images' top grids.
+        tops = stack_items([self.train_codes[i] for i in range(n)])[2] if self.train_codes.has_context else None
+        codes = model.sample(n, class_labels=labels, generator=torch.Generator(self.accelerator.device).manual_seed(0),
+                             context=tops)
         model.train()
-        images = self.decoder.decode(codes).float().clamp(-1, 1).cpu()
+        images = self.decoder.decode([codes] if tops is None else [tops, codes]).float().clamp(-1, 1).cpu()
         path = self.output_dir / "samples" / f"samples_{step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(images, path, nrow=8, normalize=True, value_range=(-1, 1))

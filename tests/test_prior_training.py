@@ -131,9 +131,9 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(codes_dir, tmp_path, mon
     calls = {"n": 0}
     original = training.prior_loss
 
-    def flaky(model, codes, labels):
+    def flaky(model, codes, labels, context=None):
         calls["n"] += 1
-        loss = original(model, codes, labels)
+        loss = original(model, codes, labels, context)
         return loss * float("nan") if calls["n"] == 5 or calls["n"] > 8 else loss
 
     monkeypatch.setattr(training, "prior_loss", flaky)
@@ -168,15 +168,15 @@ def test_labels_at_or_above_the_class_count_fail_before_training(tmp_path):
 
 
 def test_other_tokenizer_for_samples_is_refused(codes_dir, tmp_path):
-    decoder = Decoder(lambda c: c, fingerprint="ef" * 32, codebook_size=50, grid_shape=(2, 3))
+    decoder = Decoder(lambda c: c, fingerprint="ef" * 32, codebook_sizes=[50], grid_shapes=[(2, 3)])
     with pytest.raises(ValueError, match="is not the one that made the codes"):
         train_prior(tiny_config(codes_dir, tmp_path), decoder)
 
 
 def test_sample_grid_written_with_a_decoder(codes_dir, tmp_path):
     fingerprint = CodesDataset(codes_dir).fingerprint
-    decode = lambda codes: codes[:, None].float().repeat(1, 3, 4, 4) / 25 - 1  # noqa: E731  (B,3,8,12)
-    decoder = Decoder(decode, fingerprint, codebook_size=50, grid_shape=(2, 3))
+    decode = lambda grids: grids[0][:, None].float().repeat(1, 3, 4, 4) / 25 - 1  # noqa: E731  (B,3,8,12)
+    decoder = Decoder(decode, fingerprint, codebook_sizes=[50], grid_shapes=[(2, 3)])
     train_prior(tiny_config(codes_dir, tmp_path, max_steps=2, sample_every=2), decoder)
     assert (tmp_path / "samples" / "samples_0000002.png").is_file()
 
