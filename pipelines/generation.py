@@ -3,6 +3,10 @@
 A pipeline folder (on disk or a Hub repo) holds tokenizer/ and prior/ (each config.json + model.safetensors)
 and pipeline.json, which names the prior type; the class comes from the explicit table PRIOR_CLASSES, never
 from a string import. Inference only: float32 on CPU unless moved with `to(device)`.
+
+With a two-level (VQ-VAE-2) tokenizer, `prior` writes the top grid and `bottom_prior` (bottom_prior/ in the
+folder) the bottom grid conditioned on it; the tokenizer decodes both. Codes then go in and out as one grid per
+level, coarsest first: `indices` is (top, bottom), a code prefix is (top codes, bottom codes).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from PIL import Image
 
 from prior.gpt import GPTPrior
 from prior.pixelcnn import PixelCNNPrior
-from tokenizer import VQGAN
+from tokenizer import load_tokenizer
 from tokenizer.data import ImageTransform, image_to_rgb
+from tokenizer.files import CONFIG_NAME, WEIGHTS_NAME
 from tokenizer.hub import push_pretrained, resolve_folder
-from tokenizer.vqgan import CONFIG_NAME, WEIGHTS_NAME
+from tokenizer.loading import Tokenizer
 
 PRIOR_CLASSES = {"gpt": GPTPrior, "pixelcnn": PixelCNNPrior}
 PIPELINE_NAME = "pipeline.json"
@@ -33,41 +38,66 @@ OUTPUT_TYPES = ("pil", "np", "pt")
 @dataclass
 class GenerationOutput:
     images: Any  # list of PIL images, a uint8 array (B, H, W, 3), or a float tensor (B, 3, H, W) in [0, 1]
-    indices: torch.Tensor  # (B, h, w) the sampled codes
+    indices: torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (B, h, w) the sampled codes; (top, bottom) for two levels
 
 
-def check_pair(tokenizer: VQGAN, prior: torch.nn.Module) -> None:
-    """A prior must have been trained on codes of exactly this tokenizer."""
+def check_pair(tokenizer: Tokenizer, prior: torch.nn.Module, level: int = 0) -> None:
+    """A prior must have been trained on codes of exactly this tokenizer, at this level: its codebook and grid,
+    and for the bottom level of a two-level tokenizer, the top grid as its context."""
     t, p = tokenizer.config, prior.config
     problems = []
-    if t.codebook_size != p.codebook_size:
-        problems.append(f"codebook size: tokenizer {t.codebook_size}, prior {p.codebook_size}")
-    if tuple(t.grid_shapes[0]) != tuple(p.grid_shape):
-        problems.append(f"grid: tokenizer {tuple(t.grid_shapes[0])}, prior {tuple(p.grid_shape)}")
+    if t.codebook_sizes[level] != p.codebook_size:
+        problems.append(f"codebook size: tokenizer {t.codebook_sizes[level]}, prior {p.codebook_size}")
+    if tuple(t.grid_shapes[level]) != tuple(p.grid_shape):
+        problems.append(f"grid: tokenizer {tuple(t.grid_shapes[level])}, prior {tuple(p.grid_shape)}")
+    context = (t.codebook_sizes[0], tuple(t.grid_shapes[0])) if level else (0, ())
+    if (p.context_codebook_size, tuple(p.context_grid_shape)) != context:
+        problems.append(f"context: the prior reads {tuple(p.context_grid_shape) or 'no'} top grid of "
+                        f"{p.context_codebook_size} codes; expected {context[1] or 'none'}")
     if p.class_names and len(p.class_names) != p.num_classes:
         problems.append(f"classes: prior has {p.num_classes} classes but {len(p.class_names)} names")
     fingerprint = tokenizer.fingerprint()
     if p.tokenizer_fingerprint is not None and p.tokenizer_fingerprint != fingerprint:
         problems.append(f"tokenizer fingerprint: tokenizer {fingerprint[:12]}, prior trained on {p.tokenizer_fingerprint[:12]}")
     if problems:
-        raise ValueError("the tokenizer and the prior do not belong together: " + "; ".join(problems))
+        name = ("top " if tokenizer.num_levels > 1 else "") if level == 0 else "bottom "
+        raise ValueError(f"the tokenizer and the {name}prior do not belong together: " + "; ".join(problems))
 
 
 class ImageGenerationPipeline:
-    def __init__(self, tokenizer: VQGAN, prior: torch.nn.Module):
-        if prior.prior_type not in PRIOR_CLASSES:
-            raise ValueError(f"prior type {prior.prior_type!r}: expected one of {sorted(PRIOR_CLASSES)}")
-        check_pair(tokenizer, prior)
+    def __init__(self, tokenizer: Tokenizer, prior: torch.nn.Module, bottom_prior: torch.nn.Module | None = None):
+        priors = [prior] if bottom_prior is None else [prior, bottom_prior]
+        for model in priors:
+            if model.prior_type not in PRIOR_CLASSES:
+                raise ValueError(f"prior type {model.prior_type!r}: expected one of {sorted(PRIOR_CLASSES)}")
+        if len(priors) != tokenizer.num_levels:
+            raise ValueError(f"a {tokenizer.config.architecture} tokenizer has {tokenizer.num_levels} code level(s): "
+                             f"expected {'a top prior and a bottom_prior' if tokenizer.num_levels == 2 else 'one prior and no bottom_prior'}")
+        for level, model in enumerate(priors):
+            check_pair(tokenizer, model, level)
+        if bottom_prior is not None and bottom_prior.config.num_classes != prior.config.num_classes:
+            raise ValueError(f"the top prior has {prior.config.num_classes} classes, the bottom one "
+                             f"{bottom_prior.config.num_classes}: expected the same classes")
         self.tokenizer, self.prior = tokenizer.eval(), prior.eval()
+        self.bottom_prior = bottom_prior.eval() if bottom_prior is not None else None
+
+    @property
+    def priors(self) -> list[torch.nn.Module]:
+        """One prior per code level, coarsest first."""
+        return [self.prior] if self.bottom_prior is None else [self.prior, self.bottom_prior]
 
     # --- files ----------------------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write tokenizer/ and prior/ (each config.json + model.safetensors) and pipeline.json into `directory`."""
+        """Write tokenizer/, prior/ and, for two levels, bottom_prior/ (each config.json + model.safetensors) and
+        pipeline.json into `directory`."""
         directory = Path(directory)
         self.tokenizer.save_pretrained(directory / "tokenizer")
         self.prior.save_pretrained(directory / "prior")
         meta = {"format": PIPELINE_FORMAT, "version": PIPELINE_VERSION, "prior_type": self.prior.prior_type}
+        if self.bottom_prior is not None:
+            self.bottom_prior.save_pretrained(directory / "bottom_prior")
+            meta["bottom_prior_type"] = self.bottom_prior.prior_type
         (directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -85,7 +115,8 @@ class ImageGenerationPipeline:
         fetched, into the Hugging Face cache). Both models load strictly onto `map_location`."""
         folder = resolve_folder(
             name_or_path, [PIPELINE_NAME], "a folder written by ImageGenerationPipeline.save_pretrained",
-            also_download=[f"{part}/{name}" for part in ("tokenizer", "prior") for name in (CONFIG_NAME, WEIGHTS_NAME)],
+            also_download=[f"{part}/{name}" for part in ("tokenizer", "prior", "bottom_prior")
+                           for name in (CONFIG_NAME, WEIGHTS_NAME)],
             revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
         )
         path = folder / PIPELINE_NAME
@@ -93,11 +124,15 @@ class ImageGenerationPipeline:
         if meta.get("format") != PIPELINE_FORMAT or meta.get("version") != PIPELINE_VERSION:
             raise ValueError(f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}; expected "
                              f"{PIPELINE_FORMAT!r} version {PIPELINE_VERSION}")
-        prior_cls = PRIOR_CLASSES.get(meta.get("prior_type"))
-        if prior_cls is None:
-            raise ValueError(f"{path}: prior_type {meta.get('prior_type')!r}; expected one of {sorted(PRIOR_CLASSES)}")
-        return cls(VQGAN.from_pretrained(folder / "tokenizer", map_location=map_location),
-                   prior_cls.from_pretrained(folder / "prior", map_location=map_location))
+        priors = []
+        for part in ("prior", "bottom_prior"):
+            if part == "bottom_prior" and "bottom_prior_type" not in meta:
+                break
+            prior_cls = PRIOR_CLASSES.get(meta.get(f"{part}_type"))
+            if prior_cls is None:
+                raise ValueError(f"{path}: {part}_type {meta.get(f'{part}_type')!r}; expected one of {sorted(PRIOR_CLASSES)}")
+            priors.append(prior_cls.from_pretrained(folder / part, map_location=map_location))
+        return cls(load_tokenizer(folder / "tokenizer", map_location=map_location), *priors)
 
     def push_to_hub(
         self,
@@ -115,7 +150,8 @@ class ImageGenerationPipeline:
 
     def to(self, device: str | torch.device) -> "ImageGenerationPipeline":
         self.tokenizer.to(device)
-        self.prior.to(device)
+        for prior in self.priors:
+            prior.to(device)
         return self
 
     @property
@@ -149,21 +185,26 @@ class ImageGenerationPipeline:
             return self.class_names.index(label)
         return int(label)
 
-    def prefix_codes(self, prefix, num_images: int) -> torch.Tensor | None:
-        """Codes to keep: given codes (B, p) / (B, rows, w), or (image, rows) to encode an image and keep rows."""
+    def prefix_codes(self, prefix, num_images: int) -> list[torch.Tensor | None]:
+        """Codes to keep, one entry per level (None: none): given codes (B, p) / (B, rows, w) (for two levels, a
+        (top, bottom) pair of them), or (image, rows) to encode an image and keep its first `rows` rows of the
+        coarsest grid, and of a bottom grid the rows those cover."""
+        levels = self.tokenizer.num_levels
         if prefix is None:
-            return None
-        if isinstance(prefix, tuple) and len(prefix) == 2 and not torch.is_tensor(prefix[1]):
+            return [None] * levels
+        if isinstance(prefix, tuple) and len(prefix) == 2 and isinstance(prefix[1], (int, np.integer)):
             image, rows = prefix
-            h, w = self.tokenizer.config.grid_shapes[0]
+            h = self.tokenizer.config.grid_shapes[0][0]
             if not 0 <= int(rows) <= h:
                 raise ValueError(f"prefix rows={rows}: expected 0..{h} code rows")
-            codes = self.tokenizer.encode(self._image_tensor(image, num_images))  # (B, h, w)
-            return codes[:, : int(rows)]
-        codes = torch.as_tensor(prefix).long()
-        if codes.shape[0] == 1 and num_images > 1:
-            codes = codes.expand(num_images, *codes.shape[1:])
-        return codes
+            grids = self.tokenizer.encode_levels(self._image_tensor(image, num_images))  # per level (B, h_l, w_l)
+            return [grid[:, : int(rows) * grid.shape[1] // h] for grid in grids]
+        given = [prefix] if levels == 1 else list(prefix)
+        if len(given) != levels:
+            raise ValueError(f"a prefix of {len(given)} code grids: expected (top codes, bottom codes) for two levels")
+        codes = [None if g is None else torch.as_tensor(g).long() for g in given]
+        return [c.expand(num_images, *c.shape[1:]) if c is not None and c.shape[0] == 1 and num_images > 1 else c
+                for c in codes]
 
     def _image_tensor(self, image, num_images: int) -> torch.Tensor:
         """A PIL image or a tensor (3, H, W) / (B, 3, H, W) in [-1, 1] → (num_images, 3, R, R) on the device."""
@@ -194,27 +235,32 @@ class ImageGenerationPipeline:
         output_type: str = "pil",
         batch_size: int = 64,
     ) -> GenerationOutput:
-        """Sample `num_images` code grids with the prior and decode them with the tokenizer."""
+        """Sample `num_images` code grids with the prior (two levels: the top grid, then the bottom grid given it,
+        with the same settings) and decode them with the tokenizer."""
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type={output_type!r}: expected one of {OUTPUT_TYPES}")
         if num_images < 1 or batch_size < 1:
             raise ValueError(f"num_images={num_images}, batch_size={batch_size}: expected positive integers")
         labels = self.class_indices(class_labels, num_images)
-        codes_prefix = self.prefix_codes(prefix, num_images)
-        indices, images = [], []
+        prefixes = self.prefix_codes(prefix, num_images)
+        indices, images = [[] for _ in self.priors], []
         for start in range(0, num_images, batch_size):
             stop = min(start + batch_size, num_images)
-            codes = self.prior.sample(
-                stop - start,
-                class_labels=None if labels is None else labels[start:stop],
-                temperature=temperature, top_k=top_k, top_p=top_p, guidance_scale=guidance_scale,
-                prefix=None if codes_prefix is None else codes_prefix[start:stop],
-                generator=generator,
-            )
-            indices.append(codes.cpu())
-            images.append(((self.tokenizer.decode(codes).float().clamp(-1, 1) + 1) / 2).cpu())  # (b, 3, H, W) in [0, 1]
+            grids = []
+            for level, prior in enumerate(self.priors):
+                grids.append(prior.sample(
+                    stop - start,
+                    class_labels=None if labels is None else labels[start:stop],
+                    temperature=temperature, top_k=top_k, top_p=top_p, guidance_scale=guidance_scale,
+                    prefix=None if prefixes[level] is None else prefixes[level][start:stop],
+                    generator=generator, context=grids[0] if level else None,
+                ))
+                indices[level].append(grids[-1].cpu())
+            decoded = self.tokenizer.decode_levels(grids).float().clamp(-1, 1)
+            images.append(((decoded + 1) / 2).cpu())  # (b, 3, H, W) in [0, 1]
         pixels = torch.cat(images)
-        return GenerationOutput(images=_convert(pixels, output_type), indices=torch.cat(indices))
+        grids = tuple(torch.cat(level) for level in indices)
+        return GenerationOutput(images=_convert(pixels, output_type), indices=grids[0] if len(grids) == 1 else grids)
 
 
 def _convert(pixels: torch.Tensor, output_type: str):

@@ -4,6 +4,9 @@
     python scripts/sample.py --pipeline runs/fmnist-pipeline --num_images 64 --class_label Sneaker \
         --guidance_scale 2.0 --top_k 100 --seed 0 --out grid.png --out_dir samples/
     python scripts/sample.py --tokenizer runs/fmnist-vq --prior runs/fmnist-gpt --num_images 16 --out grid.png
+    python scripts/sample.py --tokenizer runs/fmnist-vqvae2 --prior runs/top-gpt --bottom_prior runs/bottom-gpt
+
+A two-level (VQ-VAE-2) tokenizer takes the top grid's prior as --prior and the bottom grid's as --bottom_prior.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from tqdm.auto import tqdm
 
 from pipelines.cli import run_command
 from pipelines.generation import PRIOR_CLASSES, ImageGenerationPipeline
-from tokenizer import VQGAN
+from tokenizer import load_tokenizer
 
 
 def load_pipeline(args: argparse.Namespace) -> ImageGenerationPipeline:
@@ -26,12 +29,17 @@ def load_pipeline(args: argparse.Namespace) -> ImageGenerationPipeline:
         return ImageGenerationPipeline.from_pretrained(args.pipeline)
     if not (args.tokenizer and args.prior):
         raise ValueError("give --pipeline DIR, or both --tokenizer DIR and --prior DIR")
-    config = json_config(Path(args.prior))
+    priors = [load_prior(Path(folder)) for folder in (args.prior, args.bottom_prior) if folder]
+    return ImageGenerationPipeline(load_tokenizer(args.tokenizer), *priors)
+
+
+def load_prior(folder: Path) -> torch.nn.Module:
+    config = json_config(folder)
     prior_cls = PRIOR_CLASSES.get(config.get("prior_type"))
     if prior_cls is None:
-        raise ValueError(f"{args.prior}/config.json names prior type {config.get('prior_type')!r}; "
+        raise ValueError(f"{folder}/config.json names prior type {config.get('prior_type')!r}; "
                          f"expected one of {sorted(PRIOR_CLASSES)}")
-    return ImageGenerationPipeline(VQGAN.from_pretrained(args.tokenizer), prior_cls.from_pretrained(args.prior))
+    return prior_cls.from_pretrained(folder)
 
 
 def json_config(directory: Path) -> dict:
@@ -49,7 +57,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default=None, help="folder written by ImageGenerationPipeline.save_pretrained")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (with --prior, instead of --pipeline)")
-    parser.add_argument("--prior", default=None, help="prior folder (with --tokenizer)")
+    parser.add_argument("--prior", default=None, help="prior folder (with --tokenizer); a two-level tokenizer's top prior")
+    parser.add_argument("--bottom_prior", default=None, help="a two-level tokenizer's bottom prior folder")
     parser.add_argument("--num_images", type=int, default=16)
     parser.add_argument("--class_label", nargs="+", type=parse_label, default=None,
                         help="one class (index or name) for all images, or one per image")
