@@ -6,6 +6,12 @@
         --mixed_precision bf16 --tokenizer runs/fmnist-vq --output_dir runs/fmnist-gpt-b
     python scripts/train_prior.py --config runs/fmnist-gpt/train_config.json --output_dir runs/fmnist-gpt-2
 
+Codes of a two-level (VQ-VAE-2) tokenizer train one prior per level: `--level top`, then `--level bottom` (its
+prior reads the top grid: the GPT as a prefix, the PixelCNN through a conditioning stack).
+
+    python scripts/train_prior.py --codes codes/emoji-vqvae2 --level top --output_dir runs/top-gpt
+    python scripts/train_prior.py --codes codes/emoji-vqvae2 --level bottom --tokenizer runs/emoji-vqvae2 --output_dir runs/bottom-gpt
+
 Every flag is a field of prior.training.TrainPriorConfig (defaults live there: the small-32px recipe).
 `--config FILE` starts from a saved config, such as the train_config.json every run writes; flags beside it
 override it. `--preset NAME` starts from a named recipe (prior/presets.py: small-32px, imagenet-gpt-b =
