@@ -88,7 +88,7 @@ def samples_grid(pipe: ImageGenerationPipeline, path: Path, guidance_scale: floa
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer_steps", type=int, default=1000)
+    parser.add_argument("--tokenizer_steps", type=int, default=800)
     parser.add_argument("--prior_steps", type=int, default=3000)
     parser.add_argument("--guidance_scale", type=float, default=2.0, help="the guided setting beside plain sampling")
     parser.add_argument("--num_images", type=int, default=DEFAULT_NUM_IMAGES)
