@@ -48,6 +48,13 @@ def codebook_sizes(plan: dict) -> list[int]:
     return [int(plan["codebook_size"])]
 
 
+def check_levels(plan: dict, where: str) -> None:
+    """ValueError unless a plan or manifest has one or two levels, and a codebook size for each."""
+    if not 1 <= len(plan["grid_shapes"]) <= len(LEVELS) or len(codebook_sizes(plan)) != len(plan["grid_shapes"]):
+        raise ValueError(f"{where}: grid_shapes {plan['grid_shapes']} and codebook sizes {codebook_sizes(plan)}; "
+                         f"expected one or {len(LEVELS)} levels, a codebook size for each")
+
+
 def code_dtype(codebook_size: int) -> np.dtype:
     """Smallest unsigned dtype that holds every index of the codebook."""
     if codebook_size <= 1 << 16:
@@ -96,9 +103,7 @@ class CodesWriter:
         for key in (sizes_key, "grid_shapes", "shard_size", "num_inputs", "has_labels", "flipped", "tokenizer_fingerprint"):
             if key not in plan:
                 raise ValueError(f"plan is missing {key!r}")
-        if not 1 <= len(plan["grid_shapes"]) <= len(LEVELS) or len(codebook_sizes(plan)) != len(plan["grid_shapes"]):
-            raise ValueError(f"plan: grid_shapes {plan['grid_shapes']} and codebook sizes {codebook_sizes(plan)}; "
-                             f"expected one or {len(LEVELS)} levels, a codebook size for each")
+        check_levels(plan, "plan")
         self.directory = Path(directory)
         dtype = code_dtype(max(codebook_sizes(plan))).name
         self.plan = {**plan, "format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": dtype}
@@ -244,7 +249,6 @@ class CodesDataset(Dataset):
             raise ValueError(f"validation_fraction={validation_fraction}: expected a value in [0, 1)")
         self.manifest = _read_manifest(self.directory)
         self.num_levels = len(self.manifest["grid_shapes"])
-        self.level = level
         self.level_index = _level_index(self.directory, level, self.num_levels)
         self._check_tokenizer(tokenizer.fingerprint() if tokenizer is not None else fingerprint)
         self.shards = self.manifest["shards"]
@@ -425,9 +429,7 @@ def _read_manifest(directory: Path) -> dict:
             f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}; "
             f"expected {FORMAT_NAME!r} version {FORMAT_VERSION}"
         )
-    if not 1 <= len(manifest["grid_shapes"]) <= len(LEVELS) or len(codebook_sizes(manifest)) != len(manifest["grid_shapes"]):
-        raise ValueError(f"{path}: grid_shapes {manifest['grid_shapes']} and codebook sizes {codebook_sizes(manifest)}; "
-                         f"expected one or {len(LEVELS)} levels, a codebook size for each")
+    check_levels(manifest, str(path))
     largest = max(codebook_sizes(manifest))
     if manifest["dtype"] != code_dtype(largest).name:
         raise ValueError(

@@ -33,6 +33,18 @@ class TokenizerFiles:
     architecture: str
     config_class: type
 
+    def _set_config(self, config) -> None:
+        """Keep `config` after checking that it is for this class's architecture."""
+        if config.architecture != self.architecture:
+            raise ValueError(f"architecture={config.architecture!r}: {type(self).__name__} builds "
+                             f"{self.architecture!r}; build any with tokenizer.build_tokenizer")
+        self.config = config
+
+    @property
+    def num_levels(self) -> int:
+        """Code grids per image (config.num_levels)."""
+        return self.config.num_levels
+
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config.json and model.safetensors into `directory`."""
         directory = Path(directory)

@@ -1,7 +1,7 @@
 """VQ-GAN tokenizer: encoder → (project to code_dim) → vector quantiser → (project back) → decoder.
 
 `encode` gives indices, `decode` takes indices, `embed` gives code vectors; `forward` is for training.
-A saved model is a folder with config.json and model.safetensors, loaded strictly from disk or a Hub repo (hub.py).
+A saved model is a folder with config.json and model.safetensors, loaded strictly from disk or a Hub repo (files.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .autoencoder import Decoder, Encoder
-from .files import CONFIG_NAME, WEIGHTS_NAME, TokenizerFiles, check_images, check_indices  # noqa: F401 (names re-exported)
+from .files import TokenizerFiles, check_images, check_indices
 from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
 DOWNSAMPLE_FACTORS = (4, 8, 16)
@@ -150,14 +150,10 @@ class VQGAN(TokenizerFiles, nn.Module):
 
     architecture = "vqgan"
     config_class = VQGANConfig
-    num_levels = 1
 
     def __init__(self, config: VQGANConfig):
         super().__init__()
-        if config.architecture != self.architecture:
-            raise ValueError(f"architecture={config.architecture!r}: VQGAN builds 'vqgan'; build any with "
-                             f"tokenizer.build_tokenizer")
-        self.config = config
+        self._set_config(config)
         arch = dict(
             channels=config.channels,
             channel_mult=config.channel_mult,

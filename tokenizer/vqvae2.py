@@ -44,14 +44,10 @@ class VQVAE2(TokenizerFiles, nn.Module):
 
     architecture = "vqvae2"
     config_class = VQGANConfig
-    num_levels = 2
 
     def __init__(self, config: VQGANConfig):
         super().__init__()
-        if config.architecture != self.architecture:
-            raise ValueError(f"architecture={config.architecture!r}: VQVAE2 builds 'vqvae2'; build any with "
-                             f"tokenizer.build_tokenizer")
-        self.config = config
+        self._set_config(config)
         z, top_dim, bottom_dim = config.z_channels, config.top_quantizer.code_dim, config.quantizer.code_dim
         shared = dict(num_res_blocks=config.num_res_blocks, use_attention=config.use_attention, dropout=config.dropout)
         # The top level works at the bottom encoder's deepest width, one resolution level per halving.
