@@ -27,7 +27,7 @@ from torchvision.utils import save_image
 
 from pipelines.cli import comma_choices
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
-from pipelines.generation import ImageGenerationPipeline
+from pipelines.generation import ImageGenerationPipeline, load_pipeline
 from tokenizer.data import ImageDataConfig
 
 # name -> sampling keyword arguments. Guidance settings apply to class-conditional priors only.
@@ -45,7 +45,7 @@ SETTINGS = {
 
 
 def class_labels_for(pipe: ImageGenerationPipeline, choice: str | None, count: int):
-    if choice is None or pipe.prior.config.num_classes == 0:
+    if choice is None or pipe.prior is None or pipe.prior.config.num_classes == 0:
         return None
     return [i % pipe.prior.config.num_classes for i in range(count)]
 
@@ -61,7 +61,7 @@ def images_per_s(pipe: ImageGenerationPipeline, count: int, labels, settings: di
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pipeline", required=True, help="a saved ImageGenerationPipeline folder")
+    parser.add_argument("--pipeline", required=True, help="a saved ImageGenerationPipeline folder, or a vae's folder")
     parser.add_argument("--dataset", required=True, help="the data set the pipeline learned: emoji, fashion-mnist, ...")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--split", default="test", help="the held-out reference split")
@@ -80,9 +80,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
 
-    pipe = ImageGenerationPipeline.from_pretrained(args.pipeline)
-    conditional = pipe.prior.config.num_classes > 0 and args.class_labels is not None
-    names = args.settings or [n for n, s in SETTINGS.items() if conditional or "guidance_scale" not in s]
+    pipe = load_pipeline(args.pipeline)
+    conditional = class_labels_for(pipe, args.class_labels, 1) is not None
+    # A vae (no prior) takes only a temperature.
+    names = args.settings or [n for n, s in SETTINGS.items() if (conditional or "guidance_scale" not in s)
+                              and (pipe.prior is not None or set(s) <= {"temperature"})]
     resize_mode = args.resize_mode or ("pad" if args.dataset == "fashion-mnist" else "crop")
     data = ImageDataConfig(dataset=args.dataset, split=args.split, resolution=pipe.tokenizer.config.resolution,
                            data_dir=args.data_dir, resize_mode=resize_mode)

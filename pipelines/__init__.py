@@ -2,6 +2,6 @@
 tokenizing a dataset into index files."""
 
 from .dataset_tokenizing import TokenizeDatasetConfig, tokenize_dataset
-from .generation import GenerationOutput, ImageGenerationPipeline
+from .generation import GenerationOutput, ImageGenerationPipeline, load_pipeline
 
-__all__ = ["GenerationOutput", "ImageGenerationPipeline", "TokenizeDatasetConfig", "tokenize_dataset"]
+__all__ = ["GenerationOutput", "ImageGenerationPipeline", "TokenizeDatasetConfig", "load_pipeline", "tokenize_dataset"]

@@ -81,6 +81,7 @@ def tokenize_dataset(tokenizer: Tokenizer | str | Path, config: TokenizeDatasetC
     # `accelerate launch` would each think they are alone and write every shard.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     model, tokenizer_dir = _load_tokenizer(tokenizer)
+    model.require_codes("tokenizing a data set into index files")
     model = model.to(state.device).eval()
     data = config.image_data(model.config.resolution)
     dataset = build_image_dataset(data)

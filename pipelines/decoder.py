@@ -14,6 +14,7 @@ def load_decoder(tokenizer_dir: str | Path, device: str | torch.device = "cpu") 
     """Load a saved tokenizer (any architecture) and wrap its `decode_levels` with its fingerprint, codebook
     sizes and grids."""
     model = load_tokenizer(tokenizer_dir).to(device).eval()
+    model.require_codes("a prior's sample grids")
 
     @torch.no_grad()
     def decode(grids: list[torch.Tensor]) -> torch.Tensor:

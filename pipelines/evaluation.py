@@ -1,8 +1,8 @@
 """Quality of both stages against a dataset split, on TF-Inception features (pipelines.inception).
 
 `evaluate_tokenizer`: reconstruction PSNR and SSIM on the [0, 1] scale (torchmetrics), LPIPS (the shipped
-ST-LPIPS), codebook usage and perplexity over every code the split produces, and rFID (originals against their
-reconstructions).
+ST-LPIPS), codebook usage and perplexity over every code the split produces (a vae: its KL and negative ELBO),
+each model's rate in bits per image, and rFID (originals against their reconstructions).
 `evaluate_generation`: FID, KID (mean and spread) and precision/recall of pipeline samples against the split,
 each with its floors: the same metrics between two disjoint sets of real images at the same counts, and the
 tokenizer's reconstructions of the reference images against them (what a prior that wrote exactly the reference
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -32,6 +33,7 @@ from tokenizer.loading import Tokenizer
 from tokenizer.data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
 from tokenizer.perceptual import build_perceptual_loss
 from tokenizer.quantizer import code_statistics, level_statistics
+from tokenizer.vae import gaussian_kl
 
 from .generation import ImageGenerationPipeline
 from .metrics import InceptionDistances
@@ -71,6 +73,60 @@ def split_images(data: ImageDataConfig, num_images: int | None = None, batch_siz
         raise ValueError(f"no readable images in {dataset.source}: {skips.summary()}")
 
 
+class _CodeStatistics:
+    """Reconstructs through the codes and counts them: usage and perplexity per level, and the rate."""
+
+    def __init__(self, model: Tokenizer):
+        self.model = model
+        self.counts = [torch.zeros(size, dtype=torch.float64) for size in model.config.codebook_sizes]  # per level
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        grids = self.model.encode_levels(images)
+        for level_counts, grid in zip(self.counts, grids):
+            level_counts += torch.bincount(grid.flatten().cpu(), minlength=level_counts.numel()).double()
+        return self.model.decode_levels(grids)
+
+    def result(self) -> dict[str, float]:
+        config = self.model.config
+        # What every image costs to store with a fixed-length code: cells × log2(codebook size), summed over levels.
+        rate = sum(h * w * math.log2(size) for (h, w), size in zip(config.grid_shapes, config.codebook_sizes))
+        return {**level_statistics([code_statistics(c) for c in self.counts]), "rate_bits_per_image": rate}
+
+
+class _GaussianELBO:
+    """A vae's reconstructions (from the posterior mean) and its negative ELBO.
+
+    The likelihood is a Laplace with one scale b for every pixel, fit to the split (its maximum-likelihood value, the
+    mean absolute error of the reconstructions of one reparameterised sample z ~ q(z|x)), and is read on the
+    8-bit scale (+ ln 127.5 nats per dimension for [-1, 1] → [0, 255]) so bits per dimension compare with the
+    usual image-model figures. The rate is the KL in bits.
+    """
+
+    def __init__(self, model: Tokenizer, seed: int = 0):
+        self.model = model
+        self.generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+        self.kl, self.abs_error, self.dims = [], 0.0, 0  # per-image KLs, Σ|x − x̂| and its count
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        mean, logvar = self.model.encode_distribution(images)
+        self.kl.append(gaussian_kl(mean, logvar).cpu())  # (B,) nats
+        noise = torch.randn(mean.shape, generator=self.generator, device=mean.device, dtype=mean.dtype)
+        sampled = self.model.decode(mean + (0.5 * logvar).exp() * noise).float()
+        self.abs_error += float((sampled - images.float()).abs().sum())
+        self.dims += images.numel()  # over the batch: B·3·H·W
+        return self.model.decode(mean)
+
+    def result(self) -> dict[str, float]:
+        kl = torch.cat(self.kl)  # (N,)
+        dims = self.dims // kl.numel()  # per image, 3·H·W
+        scale = max(self.abs_error / self.dims, 1e-8)  # the Laplace scale b on [-1, 1]
+        nll = dims * (1.0 + math.log(2 * scale) + math.log(127.5))  # nats per image, 8-bit scale
+        nelbo = nll + float(kl.mean())
+        return {"kl_nats": float(kl.mean()), "rate_bits_per_image": float(kl.mean()) / math.log(2),
+                "laplace_scale": scale, "reconstruction_nll_nats": nll, "nelbo_nats": nelbo,
+                "nelbo_bits_per_dim": nelbo / (dims * math.log(2))}
+
+
 @torch.no_grad()
 def evaluate_tokenizer(
     model: Tokenizer,
@@ -84,27 +140,27 @@ def evaluate_tokenizer(
 ) -> dict[str, float]:
     """Reconstruct the first `num_images` readable images of the split and measure them.
 
-    Returns psnr, ssim, lpips (per-image means), codebook_usage, perplexity, rfid, rkid_mean and rkid_std (None
-    when rfid=False), num_images, skipped_images. A two-level tokenizer gives usage and perplexity per level
-    (top_*, bottom_*) and codebook_usage as the lower one (tokenizer.quantizer.level_statistics). rFID and rKID compare the reconstructions with the originals'
-    cached features; KID is unbiased at any count, so it ranks runs evaluated on a few hundred images where FID's
-    bias of tens of points would not.
+    Returns psnr, ssim, lpips (per-image means), rfid, rkid_mean and rkid_std (None when rfid=False), num_images,
+    skipped_images and rate_bits_per_image (what an image costs: cells × log2(codebook size) summed over levels,
+    or a vae's KL in bits). A code tokenizer adds codebook_usage and perplexity; a two-level one per level too
+    (top_*, bottom_*) with codebook_usage the lower one (tokenizer.quantizer.level_statistics). A vae adds kl_nats,
+    laplace_scale, reconstruction_nll_nats, nelbo_nats and nelbo_bits_per_dim (see _GaussianELBO) and
+    reconstructs from the posterior mean. rFID and rKID compare the reconstructions with the originals' cached
+    features; KID is unbiased at any count, so it ranks runs evaluated on a few hundred images where FID's bias
+    of tens of points would not.
     """
     device = next(model.parameters()).device
     model.eval()
     lpips = build_perceptual_loss(LPIPS_NETWORK).to(device)
     psnrs, ssims, lpipses = [], [], []
-    counts = [torch.zeros(size, dtype=torch.float64) for size in model.config.codebook_sizes]  # per level
+    latent = _GaussianELBO(model) if model.num_levels == 0 else _CodeStatistics(model)
     skips = SkipCounter()
     recon_features = []
     # Loads an 87 MB TorchScript file: only when rFID is asked for.
     distances = InceptionDistances(precision_recall_k=None).to(device) if rfid else None
     for images in split_images(data, num_images, batch_size, num_workers, skips, "evaluate", progress):
         images = images.to(device)
-        grids = model.encode_levels(images)
-        recon = model.decode_levels(grids).clamp(-1, 1)
-        for level_counts, grid in zip(counts, grids):
-            level_counts += torch.bincount(grid.flatten().cpu(), minlength=level_counts.numel()).double()
+        recon = latent.reconstruct(images).clamp(-1, 1)
         real, fake = _to_unit(images), _to_unit(recon)
         psnrs.append(peak_signal_noise_ratio(fake, real, data_range=1.0, reduction="none", dim=(1, 2, 3)).cpu())
         ssims.append(structural_similarity_index_measure(fake, real, data_range=1.0, reduction="none").cpu())
@@ -122,7 +178,7 @@ def evaluate_tokenizer(
         "psnr": float(psnr.mean()),
         "ssim": float(torch.cat(ssims).mean()),
         "lpips": float(torch.cat(lpipses).mean()),
-        **level_statistics([code_statistics(level_counts) for level_counts in counts]),
+        **latent.result(),
         "rfid": inception["fid"],
         "rkid_mean": inception["kid_mean"],
         "rkid_std": inception["kid_std"],

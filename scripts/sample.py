@@ -5,8 +5,10 @@
         --guidance_scale 2.0 --top_k 100 --seed 0 --out grid.png --out_dir samples/
     python scripts/sample.py --tokenizer runs/fmnist-vq --prior runs/fmnist-gpt --num_images 16 --out grid.png
     python scripts/sample.py --tokenizer runs/fmnist-vqvae2 --prior runs/top-gpt --bottom_prior runs/bottom-gpt
+    python scripts/sample.py --tokenizer runs/fmnist-vae --temperature 0.8
 
 A two-level (VQ-VAE-2) tokenizer takes the top grid's prior as --prior and the bottom grid's as --bottom_prior.
+A vae takes no prior: its latents come from N(0, I), their spread scaled by --temperature.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from tokenizer import load_tokenizer
 def load_pipeline(args: argparse.Namespace) -> ImageGenerationPipeline:
     if args.pipeline:
         return ImageGenerationPipeline.from_pretrained(args.pipeline)
-    if not (args.tokenizer and args.prior):
-        raise ValueError("give --pipeline DIR, or both --tokenizer DIR and --prior DIR")
-    priors = [load_prior(Path(folder)) for folder in (args.prior, args.bottom_prior) if folder]
+    if not args.tokenizer:
+        raise ValueError("give --pipeline DIR, or --tokenizer DIR with its --prior DIR (none for a vae)")
+    priors = [load_prior(Path(folder)) if folder else None for folder in (args.prior, args.bottom_prior)]
     return ImageGenerationPipeline(load_tokenizer(args.tokenizer), *priors)
 
 
@@ -56,7 +58,8 @@ def parse_label(text: str):
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default=None, help="folder written by ImageGenerationPipeline.save_pretrained")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (with --prior, instead of --pipeline)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer folder (with --prior, instead of --pipeline; a vae needs no prior)")
     parser.add_argument("--prior", default=None, help="prior folder (with --tokenizer); a two-level tokenizer's top prior")
     parser.add_argument("--bottom_prior", default=None, help="a two-level tokenizer's bottom prior folder")
     parser.add_argument("--num_images", type=int, default=16)

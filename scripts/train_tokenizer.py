@@ -1,11 +1,14 @@
 #!/usr/bin/env python
-"""Train an image tokenizer: a VQ-GAN (the default), or a two-level VQ-VAE-2 with `--architecture vqvae2` (its
-top codebook takes the quantiser flags with `top_` in front: --top_codebook_size, --top_code_dim, ...).
+"""Train an image tokenizer: a VQ-GAN (the default), a two-level VQ-VAE-2 with `--architecture vqvae2` (its
+top codebook takes the quantiser flags with `top_` in front: --top_codebook_size, --top_code_dim, ...), or the plain
+VAE with `--architecture vae` (a Gaussian latent of --latent_channels per cell, KL weighted by --kl_weight; the
+same losses and flags otherwise, and it generates by itself: scripts/sample.py --tokenizer DIR).
 
 Runs under plain `python` and under `accelerate launch` (several processes / GPUs):
 
     python scripts/train_tokenizer.py --dataset emoji --resolution 32 --output_dir runs/emoji-vq
     python scripts/train_tokenizer.py --architecture vqvae2 --dataset emoji --output_dir runs/emoji-vqvae2
+    python scripts/train_tokenizer.py --architecture vae --dataset emoji --output_dir runs/emoji-vae
     accelerate launch scripts/train_tokenizer.py --dataset fashion-mnist --resize_mode pad --mixed_precision bf16 ...
     python scripts/train_tokenizer.py --config runs/emoji-vq/train_config.json --output_dir runs/emoji-vq-2 --max_steps 20000
 
@@ -15,9 +18,9 @@ starts from a named recipe (tokenizer/presets.py: small-32px, imagenet-vq16 = Ll
 
     python scripts/train_tokenizer.py --preset imagenet-vq16 --dataset imagenet-1k --output_dir runs/vq16
 
-Writes metrics.jsonl and curves.png (losses, PSNR, codebook usage and perplexity per level, learning rate),
-images/reconstructions_*.png, checkpoints/checkpoint_<step>/ and, at the end, config.json + model.safetensors
-(load with tokenizer.load_tokenizer(output_dir), or VQGAN / VQVAE2.from_pretrained). `--report_to tensorboard` also logs to <output_dir>/logs.
+Writes metrics.jsonl and curves.png (losses, PSNR, codebook usage and perplexity per level or a vae's KL in nats
+per image, learning rate), images/reconstructions_*.png, checkpoints/checkpoint_<step>/ and, at the end, config.json
++ model.safetensors (load with tokenizer.load_tokenizer(output_dir), or VQGAN / VQVAE2 / VAE.from_pretrained). `--report_to tensorboard` also logs to <output_dir>/logs.
 """
 
 from __future__ import annotations

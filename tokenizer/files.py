@@ -45,6 +45,13 @@ class TokenizerFiles:
         """Code grids per image (config.num_levels)."""
         return self.config.num_levels
 
+    def require_codes(self, purpose: str) -> None:
+        """ValueError when this tokenizer has no code grids (a vae) but `purpose` needs them."""
+        if self.num_levels == 0:
+            raise ValueError(f"{purpose} needs code indices, and a {self.config.architecture!r} tokenizer has a "
+                             f"Gaussian latent instead: use a vqgan or vqvae2 tokenizer (a vae samples its latents "
+                             f"from N(0, I): ImageGenerationPipeline(vae) with no prior)")
+
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config.json and model.safetensors into `directory`."""
         directory = Path(directory)

@@ -10,10 +10,11 @@ import torch
 from .files import CONFIG_NAME, WEIGHTS_NAME, read_tokenizer_config
 from .hub import resolve_folder
 from .vqgan import VQGAN, VQGANConfig
+from .vae import VAE
 from .vqvae2 import VQVAE2
 
-TOKENIZER_CLASSES = {"vqgan": VQGAN, "vqvae2": VQVAE2}
-Tokenizer = VQGAN | VQVAE2
+TOKENIZER_CLASSES = {"vqgan": VQGAN, "vqvae2": VQVAE2, "vae": VAE}
+Tokenizer = VQGAN | VQVAE2 | VAE
 
 
 def build_tokenizer(config: VQGANConfig) -> Tokenizer:

@@ -26,6 +26,7 @@ class LossConfig:
     perceptual_loss: str = field(default="stlpips-vgg", metadata={
         "help": f"one of {PERCEPTUAL_LOSSES} (none = plain VQ-VAE reconstruction loss)"})
     perceptual_weight: float = 1.0
+    # Multiplies the bottleneck's own loss: the quantiser's codebook + β·commitment terms, or a vae's β_KL·KL.
     quantizer_weight: float = 1.0
     gan_loss: str = field(default="hinge", metadata={"help": f"one of {GAN_LOSSES}"})
     # multiplies the adaptive weight λ
@@ -118,15 +119,18 @@ class VQGANLoss(nn.Module):
         self,
         images: torch.Tensor,
         reconstruction: torch.Tensor,
-        quantizer_loss: torch.Tensor,
+        latent_loss: torch.Tensor,
         discriminator: nn.Module | None,
         last_layer: torch.Tensor,
         step: int,
+        latent_name: str = "quantizer_loss",
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total generator objective: L_rec + w_q·L_VQ + ramp·gan_weight·λ·L_GAN (GAN part only after disc_start_step)."""
+        """Total generator objective: L_rec + w_q·L_latent + ramp·gan_weight·λ·L_GAN (GAN part only after
+        disc_start_step). L_latent is the bottleneck's loss (the quantiser's, or a vae's β_KL·KL), logged as
+        `latent_name`."""
         rec_loss, logs = self.reconstruction(images, reconstruction)
-        loss = rec_loss + self.config.quantizer_weight * quantizer_loss
-        logs["quantizer_loss"] = _scalar(quantizer_loss)
+        loss = rec_loss + self.config.quantizer_weight * latent_loss
+        logs[latent_name] = _scalar(latent_loss)
         if discriminator is not None and self.gan_active(step):
             gan_loss = generator_adversarial_loss(discriminator(reconstruction), self.config.gan_loss)
             weight = adaptive_gan_weight(

@@ -36,7 +36,8 @@ LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear"
 MIXED_PRECISION = ("no", "fp16", "bf16")
 # curves.png panels: title -> metric names (pipelines.training_run draws them)
 CURVES = {
-    "losses": ["loss", "pixel_loss", "perceptual_loss", "quantizer_loss"],
+    "losses": ["loss", "pixel_loss", "perceptual_loss", "quantizer_loss", "kl_loss"],
+    "KL (nats per image)": ["kl_nats"],
     "GAN": ["gan_loss", "disc_loss"],
     "PSNR (dB)": ["psnr"],
     "codebook usage": ["codebook_usage", "top_codebook_usage", "bottom_codebook_usage"],
@@ -131,8 +132,10 @@ def generator_step(accelerator, model, discriminator, loss_fn, images, step, sca
         with accelerator.autocast():
             out = model(images)
             loss, logs = loss_fn.generator_loss(
-                images, out.reconstruction, out.latent_loss, raw_disc, accelerator.unwrap_model(model).last_layer, step
+                images, out.reconstruction, out.latent_loss, raw_disc, accelerator.unwrap_model(model).last_layer, step,
+                latent_name=out.latent_name,
             )
+            logs.update(out.latent_logs)
         accelerator.backward(loss * scale)
     finally:
         _set_requires_grad(raw_disc, True)
@@ -309,7 +312,9 @@ class TokenizerTrainer:
             self.progress.batches_seen = self.batch_iter.position
             step = self.progress.step
             bar.update(1)
-            bar.set_postfix(loss=f"{logs['loss']:.3f}", psnr=f"{logs['psnr']:.2f}", usage=f"{logs['codebook_usage']:.2f}")
+            bar.set_postfix(loss=f"{logs['loss']:.3f}", psnr=f"{logs['psnr']:.2f}",
+                            **({"usage": f"{logs['codebook_usage']:.2f}"} if "codebook_usage" in logs else
+                               {"kl": f"{logs['kl_nats']:.1f}"}))
             if step % c.log_every == 0 or step == c.max_steps:
                 logs.update(skipped_images=self.skips.count,
                             steps_per_s=(step - started_step) / max(time.perf_counter() - started, 1e-9))

@@ -18,20 +18,23 @@ from .files import TokenizerFiles, check_images, check_indices
 from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
 DOWNSAMPLE_FACTORS = (4, 8, 16)
-ARCHITECTURES = ("vqgan", "vqvae2")
+ARCHITECTURES = ("vqgan", "vqvae2", "vae")
 TOP_DOWNSAMPLE_FACTORS = (2, 4)
-# Fields only a hierarchical model uses. A one-level model leaves them out of its fingerprint, so that tokenizers
-# saved before they existed keep the fingerprint their index files record.
-HIERARCHICAL_FIELDS = ("architecture", "top_downsample_factor", "top_quantizer")
+# Fields only one architecture uses. Every other architecture leaves them out of its fingerprint (and a vqgan
+# leaves out `architecture` too), so that tokenizers saved before a field existed keep the fingerprint their
+# index files record.
+ARCHITECTURE_FIELDS = {"vqvae2": ("top_downsample_factor", "top_quantizer"), "vae": ("latent_channels", "kl_weight")}
 
 
 @dataclass
 class VQGANConfig:
-    """The autoencoder of every tokenizer architecture: "vqgan" (one code grid, `VQGAN`) or "vqvae2" (a top grid
-    `top_downsample_factor` times coarser than the bottom one, `tokenizer.vqvae2.VQVAE2`)."""
+    """The autoencoder of every tokenizer architecture: "vqgan" (one code grid, `VQGAN`), "vqvae2" (a top grid
+    `top_downsample_factor` times coarser than the bottom one, `tokenizer.vqvae2.VQVAE2`) or "vae" (a Gaussian
+    latent instead of codes, `tokenizer.vae.VAE`)."""
 
     architecture: str = field(default="vqgan", metadata={
-        "help": f"one of {ARCHITECTURES}: one code grid (vqgan) or a top and a bottom grid (vqvae2, VQ-VAE-2)"})
+        "help": f"one of {ARCHITECTURES}: one code grid (vqgan), a top and a bottom grid (vqvae2, VQ-VAE-2), or "
+                f"a Gaussian latent (vae)"})
     resolution: int = field(default=32, metadata={"flag": "resolution", "help": "image side in pixels"})
     in_channels: int = field(default=3, metadata={"flag": "in_channels", "help": "image channels"})
     channels: int = field(default=64, metadata={"help": "base width of the encoder and decoder"})
@@ -49,6 +52,12 @@ class VQGANConfig:
     top_downsample_factor: int = field(default=2, metadata={
         "help": f"vqvae2: one of {TOP_DOWNSAMPLE_FACTORS}, how much coarser the top grid is than the bottom one"})
     top_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig, metadata={"flag_prefix": "top_"})
+    latent_channels: int = field(default=4, metadata={
+        "help": "vae: channels of the Gaussian latent per cell (resolution/f squared cells)"})
+    # The KL is taken per image dimension (nats / (3·H·W)), the scale of the mean reconstruction loss, so with the
+    # L1 loss kl_weight is the scale b of the Laplace likelihood whose ELBO is trained (L2: 2σ² of a Gaussian).
+    kl_weight: float = field(default=0.03, metadata={
+        "help": "vae: β_KL on KL(q(z|x) || N(0, I)) per image dimension; with the L1 loss, the Laplace scale b"})
 
     def __post_init__(self) -> None:
         if isinstance(self.quantizer, dict):
@@ -75,13 +84,16 @@ class VQGANConfig:
                 f"resolution={self.resolution} is not divisible by the downsample factor "
                 f"{self.total_downsample_factor}; expected a positive multiple of it"
             )
-        for name in ("channels", "num_res_blocks", "z_channels", "in_channels"):
+        for name in ("channels", "num_res_blocks", "z_channels", "in_channels", "latent_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
+        if self.kl_weight < 0:
+            raise ValueError(f"kl_weight={self.kl_weight}: expected a non-negative value")
 
     @property
     def num_levels(self) -> int:
-        return 2 if self.architecture == "vqvae2" else 1
+        """Code grids per image: 1 (vqgan), 2 (vqvae2), 0 (vae: a continuous latent, nothing for a prior)."""
+        return {"vqgan": 1, "vqvae2": 2, "vae": 0}[self.architecture]
 
     @property
     def total_downsample_factor(self) -> int:
@@ -94,18 +106,26 @@ class VQGANConfig:
         side = self.resolution // self.downsample_factor
         if self.num_levels == 2:
             return [(side // self.top_downsample_factor,) * 2, (side, side)]
-        return [(side, side)]
+        return [(side, side)] * self.num_levels
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """A vae's latent per image: (latent_channels, resolution/f, resolution/f)."""
+        side = self.resolution // self.downsample_factor
+        return (self.latent_channels, side, side)
 
     @property
     def codebook_sizes(self) -> list[int]:
         """One codebook size per level, coarsest first (as grid_shapes)."""
         if self.num_levels == 2:
             return [self.top_quantizer.codebook_size, self.quantizer.codebook_size]
-        return [self.quantizer.codebook_size]
+        return [self.quantizer.codebook_size] * self.num_levels
 
     @property
     def codebook_size(self) -> int:
         """The one codebook of a one-level model; a two-level one has one per level (codebook_sizes)."""
+        if self.num_levels == 0:
+            raise ValueError(f"a {self.architecture} tokenizer has a Gaussian latent, no codebook")
         if self.num_levels != 1:
             raise ValueError(f"a {self.architecture} tokenizer has one codebook per level: use codebook_sizes "
                              f"({self.codebook_sizes}), not codebook_size")
@@ -115,11 +135,14 @@ class VQGANConfig:
         return dataclasses.asdict(self)
 
     def fingerprint_dict(self) -> dict:
-        """to_dict() without the fields a one-level model does not use (see HIERARCHICAL_FIELDS)."""
+        """to_dict() without the fields of the other architectures (see ARCHITECTURE_FIELDS)."""
         data = self.to_dict()
-        if self.num_levels == 1:
-            for name in HIERARCHICAL_FIELDS:
-                data.pop(name)
+        for architecture, names in ARCHITECTURE_FIELDS.items():
+            if architecture != self.architecture:
+                for name in names:
+                    data.pop(name)
+        if self.architecture == "vqgan":
+            data.pop("architecture")
         return data
 
     @classmethod
@@ -138,6 +161,13 @@ class VQGANOutput:
     reconstruction: torch.Tensor  # (B, 3, H, W)
     indices: torch.Tensor  # (B, h, w)
     quantizer: QuantizerOutput
+    # The name the training logs give `latent_loss`; `latent_logs` adds nothing beside it.
+    latent_name = "quantizer_loss"
+
+    @property
+    def latent_logs(self) -> dict[str, float]:
+        """Nothing beside the loss (a vae adds its KL in nats)."""
+        return {}
 
     @property
     def latent_loss(self) -> torch.Tensor:

@@ -32,6 +32,12 @@ class VQVAE2Output:
     reconstruction: torch.Tensor  # (B, 3, H, W)
     indices: tuple[torch.Tensor, torch.Tensor]  # top (B, H/ft, W/ft), bottom (B, H/f, W/f)
     quantizers: tuple[QuantizerOutput, QuantizerOutput]  # top, bottom
+    latent_name = "quantizer_loss"  # as VQGANOutput
+
+    @property
+    def latent_logs(self) -> dict[str, float]:
+        """Nothing beside the loss (a vae adds its KL in nats)."""
+        return {}
 
     @property
     def latent_loss(self) -> torch.Tensor:

@@ -1,0 +1,108 @@
+"""The plain VAE (Kingma & Welling 2014) that both VQ models grow from: the same encoder and decoder around a
+Gaussian bottleneck instead of a codebook.
+
+    images (B, 3, H, W) -> encoder (÷f) -> (B, z, h, w) -> 1x1 conv -> mean, logvar  (B, C, h, w) each
+    training:  latent = mean + exp(logvar / 2)·ε, ε ~ N(0, I)   (reparameterised: gradients reach mean and logvar)
+    inference: latent = mean
+    latent -> 1x1 conv -> decoder -> images
+
+The prior over latents is N(0, I), so the model generates by itself: `decode(torch.randn(B, *latent_shape))`
+(pipelines.ImageGenerationPipeline does it with no prior). KL(q(z|x) || N(0, I)) has the closed form
+½ Σ (μ² + σ² − 1 − log σ²), summed over the C·h·w latent dimensions: nats per image.
+The config, files and checks are the VQ-GAN's (`VQGANConfig` with architecture="vae").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .autoencoder import Decoder, Encoder
+from .files import TokenizerFiles, check_images
+from .vqgan import VQGANConfig
+
+# log σ² is clamped as in LDM's DiagonalGaussianDistribution: exp() stays finite while the heads are untrained.
+LOGVAR_RANGE = (-30.0, 20.0)
+
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) in nats, summed over every dimension but the first: (B, ...) → (B,)."""
+    kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float())
+    return kl.flatten(1).sum(1)
+
+
+@dataclass
+class VAEOutput:
+    reconstruction: torch.Tensor  # (B, 3, H, W)
+    mean: torch.Tensor  # (B, C, h, w) of q(z|x)
+    logvar: torch.Tensor  # (B, C, h, w)
+    kl: torch.Tensor  # (B,) KL(q(z|x) || N(0, I)) in nats per image
+    kl_weight: float
+    # The name the training logs give `latent_loss`.
+    latent_name = "kl_loss"
+
+    @property
+    def latent_loss(self) -> torch.Tensor:
+        """β_KL · KL per image dimension (the scale of the mean reconstruction loss; see VQGANConfig.kl_weight)."""
+        image_dims = self.reconstruction[0].numel()
+        return self.kl_weight * self.kl.mean() / image_dims
+
+    @property
+    def latent_logs(self) -> dict[str, float]:
+        """The batch's mean KL in nats per image, beside the loss terms in the training logs."""
+        return {"kl_nats": float(self.kl.detach().mean())}
+
+
+class VAE(TokenizerFiles, nn.Module):
+    """Images in [-1, 1] (B, 3, H, W) ↔ Gaussian latents (B, latent_channels, H/f, W/f)."""
+
+    architecture = "vae"
+    config_class = VQGANConfig
+
+    def __init__(self, config: VQGANConfig):
+        super().__init__()
+        self._set_config(config)
+        arch = dict(channels=config.channels, channel_mult=config.channel_mult, num_res_blocks=config.num_res_blocks,
+                    z_channels=config.z_channels, use_attention=config.use_attention, dropout=config.dropout)
+        self.encoder = Encoder(config.in_channels, **arch)
+        self.moments = nn.Conv2d(config.z_channels, 2 * config.latent_channels, 1)  # mean and log σ², stacked
+        self.post_latent_conv = nn.Conv2d(config.latent_channels, config.z_channels, 1)
+        self.decoder = Decoder(config.in_channels, **arch)
+
+    # --- public API ----------------------------------------------------------------------------------
+
+    def encode_distribution(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, H, W) in [-1, 1] → q(z|x) as (mean, logvar), each (B, C, H/f, W/f)."""
+        check_images(images, self.config.in_channels, self.config.downsample_factor)
+        mean, logvar = self.moments(self.encoder(images)).chunk(2, dim=1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] → the posterior means (B, C, H/f, W/f): the latent used at inference."""
+        return self.encode_distribution(images)[0]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, h, w) → images (B, 3, h*f, w*f) in about [-1, 1]."""
+        channels = self.config.latent_channels
+        if not torch.is_tensor(latents) or latents.ndim != 4 or latents.shape[1] != channels \
+                or not latents.is_floating_point():
+            desc = (tuple(latents.shape), latents.dtype) if torch.is_tensor(latents) else type(latents).__name__
+            raise ValueError(f"latents {desc}: expected a float tensor (B, {channels}, h, w)")
+        return self.decoder(self.post_latent_conv(latents.to(self.post_latent_conv.weight.dtype)))
+
+    def forward(self, images: torch.Tensor) -> VAEOutput:
+        """Training pass: the reconstruction of a reparameterised sample (of the mean in eval mode), q(z|x), KL."""
+        mean, logvar = self.encode_distribution(images)
+        latents = mean + (0.5 * logvar).exp() * torch.randn_like(mean) if self.training else mean
+        return VAEOutput(self.decode(latents), mean, logvar, gaussian_kl(mean, logvar), self.config.kl_weight)
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The decoder's last weight, where the adaptive GAN weight is measured."""
+        return self.decoder.last_layer
+
+    def window_stats(self) -> dict[str, float]:
+        """No codebook, so no usage to report (the KL is in each step's logs)."""
+        return {}
