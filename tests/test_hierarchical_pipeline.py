@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from pipelines import ImageGenerationPipeline
-from tests.conftest import PRIORS, start_script
+from tests.conftest import PRIORS, run_script, start_script, write_images
 from tests.test_vqvae2 import images, tiny_vqvae2
 
 NAMES = ("circle", "square")
@@ -102,3 +102,29 @@ def test_sample_cli_with_a_bottom_prior(tmp_path):
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-4000:]
     assert Image.open(tmp_path / "grid.png").size[0] > 16
+
+
+def test_the_whole_two_level_flow_from_the_command_lines(tmp_path):
+    """train_tokenizer --architecture vqvae2 → tokenize_dataset → train_prior --level top and --level bottom →
+    sample.py, as a user runs them."""
+    folder = write_images(tmp_path / "images", 6, classes=NAMES)
+    tok, codes = tmp_path / "tokenizer", tmp_path / "codes"
+    run_script("train_tokenizer.py", "--architecture", "vqvae2", "--dataset", folder, "--resolution", "16",
+               "--channels", "8", "--z_channels", "8", "--codebook_size", "16", "--code_dim", "4",
+               "--top_codebook_size", "8", "--top_code_dim", "3", "--perceptual_loss", "none", "--gan_weight", "0",
+               "--max_steps", "2", "--batch_size", "4", "--num_workers", "0", "--no_progress", "--output_dir", tok)
+    run_script("tokenize_dataset.py", "--tokenizer", tok, "--dataset", folder, "--output_dir", codes,
+               "--num_workers", "0", "--no_progress")
+    shared = ("--codes", codes, "--size", "tiny", "--max_steps", "2", "--batch_size", "4", "--no_progress")
+    # Both priors at once: each process spends seconds importing.
+    top = start_script("train_prior.py", *shared, "--level", "top", "--output_dir", tmp_path / "top")
+    run_script("train_prior.py", *shared, "--level", "bottom", "--prior", "pixelcnn", "--tokenizer", tok,
+               "--output_dir", tmp_path / "bottom")
+    _, stderr = top.communicate(timeout=300)
+    assert top.returncode == 0, stderr[-4000:]
+    assert (tmp_path / "bottom" / "samples").is_dir()  # the bottom prior decoded sample grids through the tokenizer
+    run_script("sample.py", "--tokenizer", tok, "--prior", tmp_path / "top", "--bottom_prior", tmp_path / "bottom",
+               "--num_images", "4", "--class_label", "circle", "--out", tmp_path / "grid.png", "--out_dir",
+               tmp_path / "samples")
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 4
+    assert Image.open(tmp_path / "samples" / "00000.png").size == (16, 16)
