@@ -116,12 +116,10 @@ class Flow:
             "include_flipped": self.settings["flip"], "max_steps": steps, "warmup_steps": min(100, steps // 4),
             "eval_every": max(steps // 5, 1), "sample_every": max(steps // 2, 1), "checkpoint_every": max(steps // 4, 1),
             "resume_from_checkpoint": "latest", "progress": not self.args.no_progress})
-        # A top-level prior's sample grids cannot be decoded alone (they need bottom grids).
-        decoder = None if level == "top" else load_decoder(self.root / "tokenizer")
-
         def work() -> dict:
             torch.manual_seed(config.seed)
-            train_prior(config, decoder)
+            # A top-level prior's sample grids cannot be decoded alone (they need bottom grids).
+            train_prior(config, None if level == "top" else load_decoder(self.root / "tokenizer"))
             lines = read_metrics(output)
             val = next((l["val_bits_per_token"] for l in reversed(lines) if l.get("val_bits_per_token")), None)
             return {"steps": steps, "s_per_step": 1 / lines[-1]["steps_per_s"], "val_bits_per_token": val}
@@ -173,6 +171,13 @@ def trained_pipeline(args, arch: str) -> ImageGenerationPipeline:
     return ImageGenerationPipeline(load_tokenizer(root / "tokenizer"), *[GPTPrior.from_pretrained(root / n) for n in names])
 
 
+def cycled_labels(pipe: ImageGenerationPipeline, count: int) -> list[int] | None:
+    """The classes cycled over `count` samples for a class-conditional prior; None otherwise (and for the vae)."""
+    if pipe.prior is None or pipe.prior.config.num_classes == 0:
+        return None
+    return [i % pipe.prior.config.num_classes for i in range(count)]
+
+
 def evaluate(args, trained: dict, test: ImageDataConfig) -> dict:
     results = {}
     for arch in args.architectures:
@@ -181,9 +186,8 @@ def evaluate(args, trained: dict, test: ImageDataConfig) -> dict:
             load_tokenizer(root / "tokenizer"), test, num_images=args.eval_images, cache_dir=args.cache_dir,
             progress=not args.no_progress))
         pipe = trained_pipeline(args, arch)
-        conditional = pipe.prior is not None and pipe.prior.config.num_classes > 0
         generation = timed(root / "generation.json", lambda: evaluate_generation(
-            pipe, test, args.num_images, class_labels="uniform" if conditional else None, cache_dir=args.cache_dir,
+            pipe, test, args.num_images, class_labels=cycled_labels(pipe, args.num_images), cache_dir=args.cache_dir,
             progress=not args.no_progress))
         stages = trained["stages"][arch]
         # What the sampled pipeline cost to train (the vae's sampled model is its equal-time run).
@@ -202,9 +206,7 @@ def figures(args, test: ImageDataConfig) -> None:
     rows = []
     for arch in args.architectures:
         pipe = trained_pipeline(args, arch)
-        conditional = pipe.prior is not None and pipe.prior.config.num_classes > 0
-        labels = [i % pipe.prior.config.num_classes for i in range(12)] if conditional else None
-        rows.append(pipe(12, class_labels=labels, generator=torch.Generator().manual_seed(0), output_type="pt").images * 2 - 1)
+        rows.append(pipe(12, class_labels=cycled_labels(pipe, 12), generator=torch.Generator().manual_seed(0), output_type="pt").images * 2 - 1)
     save_labelled_rows(rows, list(args.architectures), output / "samples.png", label_width=70)
 
 

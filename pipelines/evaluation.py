@@ -110,19 +110,18 @@ class _GaussianELBO:
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         mean, logvar = self.model.encode_distribution(images)
         self.kl.append(gaussian_kl(mean, logvar).cpu())  # (B,) nats
-        noise = torch.randn(mean.shape, generator=self.generator, device=mean.device, dtype=mean.dtype)
-        sampled = self.model.decode(mean + (0.5 * logvar).exp() * noise).float()
+        sampled = self.model.decode(self.model.sample_posterior(mean, logvar, self.generator)).float()
         self.abs_error += float((sampled - images.float()).abs().sum())
         self.dims += images.numel()  # over the batch: B·3·H·W
         return self.model.decode(mean)
 
     def result(self) -> dict[str, float]:
-        kl = torch.cat(self.kl)  # (N,)
-        dims = self.dims // kl.numel()  # per image, 3·H·W
+        kls = torch.cat(self.kl)  # (N,)
+        kl, dims = float(kls.mean()), self.dims // kls.numel()  # mean nats per image; 3·H·W
         scale = max(self.abs_error / self.dims, 1e-8)  # the Laplace scale b on [-1, 1]
         nll = dims * (1.0 + math.log(2 * scale) + math.log(127.5))  # nats per image, 8-bit scale
-        nelbo = nll + float(kl.mean())
-        return {"kl_nats": float(kl.mean()), "rate_bits_per_image": float(kl.mean()) / math.log(2),
+        nelbo = nll + kl
+        return {"kl_nats": kl, "rate_bits_per_image": kl / math.log(2),
                 "laplace_scale": scale, "reconstruction_nll_nats": nll, "nelbo_nats": nelbo,
                 "nelbo_bits_per_dim": nelbo / (dims * math.log(2))}
 

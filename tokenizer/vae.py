@@ -64,8 +64,7 @@ class VAE(TokenizerFiles, nn.Module):
     def __init__(self, config: VQGANConfig):
         super().__init__()
         self._set_config(config)
-        arch = dict(channels=config.channels, channel_mult=config.channel_mult, num_res_blocks=config.num_res_blocks,
-                    z_channels=config.z_channels, use_attention=config.use_attention, dropout=config.dropout)
+        arch = config.autoencoder_settings
         self.encoder = Encoder(config.in_channels, **arch)
         self.moments = nn.Conv2d(config.z_channels, 2 * config.latent_channels, 1)  # mean and log σ², stacked
         self.post_latent_conv = nn.Conv2d(config.latent_channels, config.z_channels, 1)
@@ -92,10 +91,17 @@ class VAE(TokenizerFiles, nn.Module):
             raise ValueError(f"latents {desc}: expected a float tensor (B, {channels}, h, w)")
         return self.decoder(self.post_latent_conv(latents.to(self.post_latent_conv.weight.dtype)))
 
+    @staticmethod
+    def sample_posterior(mean: torch.Tensor, logvar: torch.Tensor,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = mean + exp(logvar / 2)·ε, ε ~ N(0, I) drawn from `generator` (default: torch's global one)."""
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + (0.5 * logvar).exp() * noise
+
     def forward(self, images: torch.Tensor) -> VAEOutput:
         """Training pass: the reconstruction of a reparameterised sample (of the mean in eval mode), q(z|x), KL."""
         mean, logvar = self.encode_distribution(images)
-        latents = mean + (0.5 * logvar).exp() * torch.randn_like(mean) if self.training else mean
+        latents = self.sample_posterior(mean, logvar) if self.training else mean
         return VAEOutput(self.decode(latents), mean, logvar, gaussian_kl(mean, logvar), self.config.kl_weight)
 
     @property

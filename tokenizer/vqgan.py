@@ -111,6 +111,12 @@ class VQGANConfig:
         return [(side, side)] * self.num_levels
 
     @property
+    def autoencoder_settings(self) -> dict:
+        """The keyword arguments of autoencoder.Encoder and Decoder after their image channels."""
+        return dict(channels=self.channels, channel_mult=self.channel_mult, num_res_blocks=self.num_res_blocks,
+                    z_channels=self.z_channels, use_attention=self.use_attention, dropout=self.dropout)
+
+    @property
     def latent_shape(self) -> tuple[int, int, int]:
         """A vae's latent per image: (latent_channels, resolution/f, resolution/f)."""
         side = self.resolution // self.downsample_factor
@@ -158,18 +164,23 @@ class VQGANConfig:
         return cls(**data)
 
 
-@dataclass
-class VQGANOutput:
-    reconstruction: torch.Tensor  # (B, 3, H, W)
-    indices: torch.Tensor  # (B, h, w)
-    quantizer: QuantizerOutput
-    # The name the training logs give `latent_loss`; `latent_logs` adds nothing beside it.
-    latent_name = "quantizer_loss"
+class QuantizedOutput:
+    """What the training loop reads beside `latent_loss` from the output of a model with codebooks (VQGANOutput,
+    VQVAE2Output); a vae's output has its own."""
+
+    latent_name = "quantizer_loss"  # the name the training logs give `latent_loss`
 
     @property
     def latent_logs(self) -> dict[str, float]:
         """Nothing beside the loss (a vae adds its KL in nats)."""
         return {}
+
+
+@dataclass
+class VQGANOutput(QuantizedOutput):
+    reconstruction: torch.Tensor  # (B, 3, H, W)
+    indices: torch.Tensor  # (B, h, w)
+    quantizer: QuantizerOutput
 
     @property
     def latent_loss(self) -> torch.Tensor:
@@ -186,14 +197,7 @@ class VQGAN(TokenizerFiles, nn.Module):
     def __init__(self, config: VQGANConfig):
         super().__init__()
         self._set_config(config)
-        arch = dict(
-            channels=config.channels,
-            channel_mult=config.channel_mult,
-            num_res_blocks=config.num_res_blocks,
-            z_channels=config.z_channels,
-            use_attention=config.use_attention,
-            dropout=config.dropout,
-        )
+        arch = config.autoencoder_settings
         self.encoder = Encoder(config.in_channels, **arch)
         self.quant_conv = nn.Conv2d(config.z_channels, config.quantizer.code_dim, 1)  # low-dim lookup space
         self.quantizer = VectorQuantizer(config.quantizer)

@@ -24,20 +24,14 @@ from torch import nn
 from .autoencoder import Decoder, Encoder, Upsample
 from .files import TokenizerFiles, check_images, check_indices
 from .quantizer import QuantizerOutput, VectorQuantizer, level_statistics
-from .vqgan import VQGANConfig
+from .vqgan import QuantizedOutput, VQGANConfig
 
 
 @dataclass
-class VQVAE2Output:
+class VQVAE2Output(QuantizedOutput):
     reconstruction: torch.Tensor  # (B, 3, H, W)
     indices: tuple[torch.Tensor, torch.Tensor]  # top (B, H/ft, W/ft), bottom (B, H/f, W/f)
     quantizers: tuple[QuantizerOutput, QuantizerOutput]  # top, bottom
-    latent_name = "quantizer_loss"  # as VQGANOutput
-
-    @property
-    def latent_logs(self) -> dict[str, float]:
-        """Nothing beside the loss (a vae adds its KL in nats)."""
-        return {}
 
     @property
     def latent_loss(self) -> torch.Tensor:
