@@ -396,6 +396,7 @@ class PriorTrainer:
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 tokens = (step - first_step) * c.batch_size * c.gradient_accumulation_steps * acc.num_processes
                 logs.update(nonfinite_skipped=self.state["nonfinite_skipped"],
+                            steps_per_s=(step - first_step) / elapsed,
                             tokens_per_s=tokens * math.prod(self.train_codes.grid_shape) / elapsed)
                 self.run.log(logs, step)
             if step % c.sample_every == 0 or step == c.max_steps:

@@ -59,6 +59,9 @@ def test_two_step_training_saves_a_loadable_prior(codes_dir, tmp_path, prior, cl
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2]
     assert lines[-1]["val_bits_per_token"] > 0 and lines[-1]["bits_per_token"] > 0
+    # The rate a benchmark turns into seconds per step; tokens/s is steps/s times the batch's tokens.
+    batch_tokens = 2 * 3 * 8 * 2  # grid 2x3, batch 8, two accumulation steps
+    assert lines[-1]["tokens_per_s"] == pytest.approx(lines[-1]["steps_per_s"] * batch_tokens)
     model = cls.from_pretrained(tmp_path)
     assert model.config.num_classes == 4 and model.config.grid_shape == (2, 3)
 
