@@ -171,13 +171,6 @@ def trained_pipeline(args, arch: str) -> ImageGenerationPipeline:
     return ImageGenerationPipeline(load_tokenizer(root / "tokenizer"), *[GPTPrior.from_pretrained(root / n) for n in names])
 
 
-def cycled_labels(pipe: ImageGenerationPipeline, count: int) -> list[int] | None:
-    """The classes cycled over `count` samples for a class-conditional prior; None otherwise (and for the vae)."""
-    if pipe.prior is None or pipe.prior.config.num_classes == 0:
-        return None
-    return [i % pipe.prior.config.num_classes for i in range(count)]
-
-
 def evaluate(args, trained: dict, test: ImageDataConfig) -> dict:
     results = {}
     for arch in args.architectures:
@@ -187,7 +180,7 @@ def evaluate(args, trained: dict, test: ImageDataConfig) -> dict:
             progress=not args.no_progress))
         pipe = trained_pipeline(args, arch)
         generation = timed(root / "generation.json", lambda: evaluate_generation(
-            pipe, test, args.num_images, class_labels=cycled_labels(pipe, args.num_images), cache_dir=args.cache_dir,
+            pipe, test, args.num_images, class_labels=pipe.cycled_class_labels(args.num_images), cache_dir=args.cache_dir,
             progress=not args.no_progress))
         stages = trained["stages"][arch]
         # What the sampled pipeline cost to train (the vae's sampled model is its equal-time run).
@@ -206,7 +199,9 @@ def figures(args, test: ImageDataConfig) -> None:
     rows = []
     for arch in args.architectures:
         pipe = trained_pipeline(args, arch)
-        rows.append(pipe(12, class_labels=cycled_labels(pipe, 12), generator=torch.Generator().manual_seed(0), output_type="pt").images * 2 - 1)
+        samples = pipe(12, class_labels=pipe.cycled_class_labels(12), generator=torch.Generator().manual_seed(0),
+                       output_type="pt").images  # (12, 3, 32, 32) in [0, 1]
+        rows.append(samples * 2 - 1)
     save_labelled_rows(rows, list(args.architectures), output / "samples.png", label_width=70)
 
 

@@ -44,12 +44,6 @@ SETTINGS = {
 }
 
 
-def class_labels_for(pipe: ImageGenerationPipeline, choice: str | None, count: int):
-    if choice is None or pipe.prior is None or pipe.prior.config.num_classes == 0:
-        return None
-    return [i % pipe.prior.config.num_classes for i in range(count)]
-
-
 @torch.no_grad()
 def images_per_s(pipe: ImageGenerationPipeline, count: int, labels, settings: dict, batch_size: int) -> float:
     pipe(min(count, 4), class_labels=labels[:4] if labels else None, output_type="pt", **settings)  # warm-up
@@ -81,7 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     pipe = load_pipeline(args.pipeline)
-    conditional = class_labels_for(pipe, args.class_labels, 1) is not None
+    def labels_for(count: int) -> list[int] | None:
+        return pipe.cycled_class_labels(count) if args.class_labels == "uniform" else None
+
+    conditional = labels_for(1) is not None
     # A vae (no prior) takes only a temperature.
     names = args.settings or [n for n, s in SETTINGS.items() if (conditional or "guidance_scale" not in s)
                               and (pipe.prior is not None or set(s) <= {"temperature"})]
@@ -90,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                            data_dir=args.data_dir, resize_mode=resize_mode)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels = class_labels_for(pipe, args.class_labels, args.num_images)
+    labels = labels_for(args.num_images)
     results, floor = {}, None
     for name in names:
         settings = SETTINGS[name]
@@ -102,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         speed_labels = labels[: args.speed_images] if labels else None
         metrics["images_per_s"] = images_per_s(pipe, args.speed_images, speed_labels, settings, args.batch_size)
         results[name] = {"settings": settings, **metrics}
-        grid = pipe(64, class_labels=class_labels_for(pipe, args.class_labels, 64),
+        grid = pipe(64, class_labels=labels_for(64),
                     generator=torch.Generator().manual_seed(0), output_type="pt", **settings).images
         save_image(grid, out / f"{name}.png", nrow=8)
         (out / "results.json").write_text(json.dumps({"results": results, "floor": floor}, indent=2) + "\n")

@@ -72,7 +72,7 @@ def train(args, output: Path) -> tuple[ImageGenerationPipeline, dict]:
 
 @torch.no_grad()
 def images_per_s(pipe: ImageGenerationPipeline, count: int, **settings) -> float:
-    labels = [i % pipe.prior.config.num_classes for i in range(count)]
+    labels = pipe.cycled_class_labels(count)
     started = time.perf_counter()
     pipe(count, class_labels=labels, generator=torch.Generator().manual_seed(1), output_type="pt", **settings)
     return count / (time.perf_counter() - started)

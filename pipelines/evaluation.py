@@ -297,7 +297,7 @@ def evaluate_generation(
                                         progress)
         floor["tokenizer"] = _feature_metrics(network, reference, recon, kid_subset_size)
     if class_labels == "uniform":
-        class_labels = [i % pipe.prior.config.num_classes for i in range(num_images)]
+        class_labels = pipe.cycled_class_labels(num_images)
     generator = torch.Generator(pipe.device).manual_seed(seed)
     bar = tqdm(total=num_images, desc="generate", unit="img", disable=not progress)
     for start in range(0, num_images, batch_size):

@@ -188,6 +188,13 @@ class ImageGenerationPipeline:
             raise ValueError(f"{labels.numel()} class labels for num_images={num_images}: expected one or one per image")
         return labels
 
+    def cycled_class_labels(self, num_images: int) -> list[int] | None:
+        """Every class in turn over `num_images` (0, 1, ..., 0, 1, ...), for evaluating and showing a
+        class-conditional prior; None where the prior takes no labels (unconditional, or no prior: the VAE)."""
+        if self.prior is None or self.prior.config.num_classes == 0:
+            return None
+        return [i % self.prior.config.num_classes for i in range(num_images)]
+
     def _class_index(self, label) -> int:
         if isinstance(label, str):
             if label not in self.class_names:

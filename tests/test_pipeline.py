@@ -55,6 +55,12 @@ def test_same_generator_same_images_and_class_names(pipe):
         pipe(1, class_labels="hexagon")
 
 
+def test_cycled_class_labels_only_for_a_conditional_prior(pipe):
+    assert pipe.cycled_class_labels(7) == [0, 1, 2, 0, 1, 2, 0]
+    tokenizer = tiny_tokenizer()
+    assert ImageGenerationPipeline(tokenizer, tiny_prior_for(tokenizer, "gpt", seed=1)).cycled_class_labels(7) is None
+
+
 def test_chunking_keeps_greedy_results(pipe):
     whole = pipe(5, class_labels=1, top_k=1, output_type="pt", batch_size=64)
     chunked = pipe(5, class_labels=1, top_k=1, output_type="pt", batch_size=2)
