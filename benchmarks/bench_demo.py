@@ -7,9 +7,11 @@ measures FID, KID (mean ± std) and precision/recall against all 401 held-out em
 them: 2,000 training emoji against the same reference, and the tokenizer's reconstructions of the reference
 (its rFID). Tokenizer PSNR, SSIM and LPIPS are over the same held-out emoji. Recipes:
 
-- "demo": the demo as it stands (the `small-32px` tokenizer preset cut to the demo's budget).
-- "vqvae-equal-time": the same with the perceptual loss and the GAN off, given more tokenizer steps for about the
-  same tokenizer time (a plain VQ-VAE at equal time).
+- "demo": the demo as it stands (pipelines.demo.DEMO_RECIPE: the `small-32px` preset at width 32 with
+  ST-LPIPS-AlexNet at 0.1, 600 tokenizer and 900 prior steps).
+- "preset-width-64": the `small-32px` preset as it is, cut to the steps the demo's budget allows it (250 + 600).
+- "vqvae-equal-time": the preset with the perceptual loss and the GAN off at 450 + 700 steps (a plain VQ-VAE at
+  about the equal time of the preset at 300 + 700 steps).
 - "before-issue-10": the demo's recipe before the recipe work (width 32, codebook EMA decay 0.99, ST-LPIPS-AlexNet
   at 0.1, GAN weight 0.1 with a 32-channel discriminator; 400 tokenizer and 900 prior steps).
 - "width-32-ema-0.9": that recipe with only the codebook EMA decay at 0.9 (the collapse fixed).
@@ -33,7 +35,7 @@ from pathlib import Path
 import torch
 
 from pipelines.cli import comma_choices
-from pipelines.demo import PRIOR_STEPS, TOKENIZER_STEPS, run_demo
+from pipelines.demo import DEMO_RECIPE, PRIOR_STEPS, TOKENIZER_STEPS, run_demo
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
 from pipelines.figures import save_labelled_rows, save_reconstruction_rows
 from pipelines.generation import ImageGenerationPipeline
@@ -41,9 +43,11 @@ from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
 
 RECIPES = {
-    "demo": {"tokenizer_steps": TOKENIZER_STEPS, "prior_steps": PRIOR_STEPS, "recipe": {}},
+    "demo": {"tokenizer_steps": TOKENIZER_STEPS, "prior_steps": PRIOR_STEPS, "recipe": DEMO_RECIPE},
+    # The `small-32px` preset as it is (width 64, ST-LPIPS-VGG at 1) at the steps the budget allows it.
+    "preset-width-64": {"tokenizer_steps": 250, "prior_steps": 600, "recipe": {}},
     # 1.12 against 1.70 s per step at width 64 (README, "The recipe, measured"): 1.5x the steps.
-    "vqvae-equal-time": {"tokenizer_steps": int(TOKENIZER_STEPS * 1.5), "prior_steps": PRIOR_STEPS,
+    "vqvae-equal-time": {"tokenizer_steps": 450, "prior_steps": 700,
                          "recipe": {"tokenizer": {"loss": {"perceptual_loss": "none", "gan_weight": 0.0}}}},
     "before-issue-10": {"tokenizer_steps": 400, "prior_steps": 900, "recipe": {"tokenizer": {
         "model": {"channels": 32, "z_channels": 32, "quantizer": {"ema_decay": 0.99}},
