@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from prior.training import Decoder, PriorTrainer, TrainPriorConfig
-from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig
+from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig, initial_model
 from tokenizer.loading import Tokenizer
 
 from .training_run import TrainingRun
@@ -24,6 +24,8 @@ def _benign_scheduler_warning_silenced():
 
 def train_tokenizer(config: TrainTokenizerConfig, model: Tokenizer | None = None) -> Path:
     """Train a tokenizer (config.model.architecture: a VQ-GAN, a VQ-VAE-2 or a VAE); saves config.json + model.safetensors (and the run's logs) in config.output_dir."""
+    if model is None and config.init_from is not None:  # else the trainer builds it after seeding
+        config, model = initial_model(config)
     with _benign_scheduler_warning_silenced():
         run = TrainingRun(config, TokenizerTrainer.curves, project_name="tokenizer",
                           markers=TokenizerTrainer.curve_markers(config))

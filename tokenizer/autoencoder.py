@@ -2,6 +2,9 @@
 
 The encoder maps images (B, 3, H, W) to latents (B, z_channels, H/f, W/f) with f = 2**(len(channel_mult)-1);
 the decoder maps latents back. Both are plain modules; the quantiser sits between them in `VQGAN`.
+The layout is taming-transformers' (which diffusers' VQModel and LlamaGen's VQ share): per level
+`num_res_blocks` residual blocks (the decoder one more), each followed by self-attention on the levels in
+`attention_levels`, a stride-2 downsample between levels; a middle of block, (attention,) block.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class ResidualBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Single-head self-attention over all spatial positions (used only at the lowest resolution)."""
+    """Single-head self-attention over all spatial positions, scaled by 1/sqrt(channels)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -75,6 +78,14 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+def check_attention_levels(attention_levels: Sequence[int], num_levels: int) -> None:
+    """Every entry a level index: 0 (full resolution) to num_levels - 1 (the latent's resolution)."""
+    bad = [level for level in attention_levels if not 0 <= level < num_levels]
+    if bad:
+        raise ValueError(f"attention_levels={list(attention_levels)}: {bad} out of range; expected level indices "
+                         f"0 (full resolution) to {num_levels - 1} (the lowest)")
+
+
 def _middle(channels: int, use_attention: bool, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = [ResidualBlock(channels, channels, dropout)]
     if use_attention:
@@ -95,8 +106,10 @@ class Encoder(nn.Module):
         z_channels: int,
         use_attention: bool,
         dropout: float = 0.0,
+        attention_levels: Sequence[int] = (),
     ):
         super().__init__()
+        check_attention_levels(attention_levels, len(channel_mult))
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         widths = [channels * m for m in channel_mult]
         blocks: list[nn.Module] = []
@@ -105,6 +118,8 @@ class Encoder(nn.Module):
             for _ in range(num_res_blocks):
                 blocks.append(ResidualBlock(width, out_width, dropout))
                 width = out_width
+                if level in attention_levels:
+                    blocks.append(SelfAttention(width))
             if level < len(widths) - 1:
                 blocks.append(Downsample(width))
         self.down = nn.Sequential(*blocks)
@@ -129,8 +144,10 @@ class Decoder(nn.Module):
         z_channels: int,
         use_attention: bool,
         dropout: float = 0.0,
+        attention_levels: Sequence[int] = (),
     ):
         super().__init__()
+        check_attention_levels(attention_levels, len(channel_mult))
         widths = [channels * m for m in channel_mult]
         width = widths[-1]
         self.conv_in = nn.Conv2d(z_channels, width, 3, padding=1)
@@ -141,6 +158,8 @@ class Decoder(nn.Module):
             for _ in range(num_res_blocks + 1):
                 blocks.append(ResidualBlock(width, widths[level], dropout))
                 width = widths[level]
+                if level in attention_levels:
+                    blocks.append(SelfAttention(width))
             if level > 0:
                 blocks.append(Upsample(width))
         self.up = nn.Sequential(*blocks)

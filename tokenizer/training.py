@@ -29,7 +29,7 @@ from .discriminator import DiscriminatorConfig, PatchDiscriminator
 from .evaluation import save_reconstruction_grid
 from .gan_phase import check_gan_phase
 from .losses import LossConfig, VQGANLoss
-from .loading import Tokenizer, build_tokenizer
+from .loading import Tokenizer, build_tokenizer, load_tokenizer
 from .vqgan import VQGANConfig
 
 LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
@@ -78,6 +78,11 @@ class TrainTokenizerConfig:
     checkpoint_every: int = 1000
     checkpoints_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (at least 2); none = all"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or 'latest'"})
+    # Fine-tuning: the folder's model (its config and weights) replaces the model flags; only the resolution is
+    # the data's (every architecture here is convolutional, so a tokenizer runs at any multiple of its factor).
+    init_from: str | None = field(default=None, metadata={
+        "help": "a saved tokenizer folder or Hub id (an earlier run, or one from scripts/convert_checkpoint.py) "
+                "whose config and weights start the run; the model flags are then ignored"})
     report_to: str = field(default="none", metadata={"help": "experiment trackers: tensorboard, wandb, all or none"})
     progress: bool = field(default=True, metadata={"help": "progress bar"})
 
@@ -104,6 +109,15 @@ class TrainTokenizerConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def initial_model(config: TrainTokenizerConfig) -> tuple[TrainTokenizerConfig, Tokenizer]:
+    """The model `config.init_from` holds, at the data's resolution, and `config` recording its architecture."""
+    loaded = load_tokenizer(config.init_from)
+    model_config = dataclasses.replace(loaded.config, resolution=config.data.resolution)
+    model = build_tokenizer(model_config)
+    model.load_state_dict(loaded.state_dict())
+    return dataclasses.replace(config, model=model_config), model
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .autoencoder import Decoder, Encoder
+from .autoencoder import Decoder, Encoder, check_attention_levels
 from .files import TokenizerFiles, check_images, check_indices
 from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
@@ -45,7 +45,11 @@ class VQGANConfig:
         "help": "width multipliers per level, log2(factor)+1 entries; none = 1,2,2,4,4 cut to length"})
     num_res_blocks: int = field(default=1, metadata={"help": "residual blocks per level"})
     z_channels: int = field(default=64, metadata={"help": "channels of the latent before the code projection"})
-    use_attention: bool = field(default=False, metadata={"flag": "attention", "help": "self-attention at the lowest resolution"})
+    use_attention: bool = field(default=False, metadata={
+        "flag": "attention", "help": "self-attention in the middle (between the two blocks at the lowest resolution)"})
+    # taming's attn_resolutions as level indices, so the layout does not change with the image size.
+    attention_levels: tuple[int, ...] = field(default=(), metadata={
+        "help": "levels (0 = full resolution) whose every residual block is followed by self-attention"})
     dropout: float = 0.0
     # The (bottom) grid's codebook; a vqvae2's top grid has its own, with every option of this one.
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
@@ -76,11 +80,13 @@ class VQGANConfig:
         if self.channel_mult is None:
             self.channel_mult = (1, 2, 2, 4, 4)[:levels]
         self.channel_mult = tuple(int(m) for m in self.channel_mult)
+        self.attention_levels = tuple(sorted(int(level) for level in self.attention_levels))
         if len(self.channel_mult) != levels:
             raise ValueError(
                 f"channel_mult={list(self.channel_mult)} has {len(self.channel_mult)} entries; downsample factor "
                 f"{self.downsample_factor} needs {levels} (one per level)"
             )
+        check_attention_levels(self.attention_levels, levels)
         if self.resolution <= 0 or self.resolution % self.total_downsample_factor:
             raise ValueError(
                 f"resolution={self.resolution} is not divisible by the downsample factor "
@@ -114,7 +120,8 @@ class VQGANConfig:
     def autoencoder_settings(self) -> dict:
         """The keyword arguments of autoencoder.Encoder and Decoder after their image channels."""
         return dict(channels=self.channels, channel_mult=self.channel_mult, num_res_blocks=self.num_res_blocks,
-                    z_channels=self.z_channels, use_attention=self.use_attention, dropout=self.dropout)
+                    z_channels=self.z_channels, use_attention=self.use_attention, dropout=self.dropout,
+                    attention_levels=self.attention_levels)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -151,6 +158,8 @@ class VQGANConfig:
                     data.pop(name)
         if self.architecture == "vqgan":
             data.pop("architecture")
+        if not self.attention_levels:  # a field newer than the first saved tokenizers
+            data.pop("attention_levels")
         return data
 
     @classmethod

@@ -53,7 +53,10 @@ class VQVAE2(TokenizerFiles, nn.Module):
         # The top level works at the bottom encoder's deepest width, one resolution level per halving.
         top_width = config.channels * config.channel_mult[-1]
         top_mult = (1,) * (int(math.log2(config.top_downsample_factor)) + 1)
-        self.bottom_encoder = Encoder(config.in_channels, config.channels, config.channel_mult, z_channels=z, **shared)
+        # attention_levels index the image levels (channel_mult): the bottom encoder and the image decoder.
+        levels = dict(attention_levels=config.attention_levels)
+        self.bottom_encoder = Encoder(config.in_channels, config.channels, config.channel_mult, z_channels=z,
+                                      **shared, **levels)
         self.top_encoder = Encoder(z, top_width, top_mult, z_channels=z, **shared)
         self.top_quant_conv = nn.Conv2d(z, top_dim, 1)
         self.top_quantizer = VectorQuantizer(config.top_quantizer)
@@ -67,7 +70,8 @@ class VQVAE2(TokenizerFiles, nn.Module):
             *[Upsample(z) for _ in range(len(top_mult) - 1)],
         )
         self.post_quant_conv = nn.Conv2d(bottom_dim, z, 1)
-        self.decoder = Decoder(config.in_channels, config.channels, config.channel_mult, z_channels=2 * z, **shared)
+        self.decoder = Decoder(config.in_channels, config.channels, config.channel_mult, z_channels=2 * z,
+                               **shared, **levels)
 
     # --- public API ----------------------------------------------------------------------------------
 

@@ -1,0 +1,85 @@
+"""diffusers `VQModel` (the taming VQGAN architecture under diffusers' names) -> a Tessera VQGAN.
+
+A VQModel folder holds config.json and diffusion_pytorch_model.safetensors (repos such as amused/amused-256 keep
+it in the subfolder "vqvae"). Names: encoder.down_blocks.{level}.resnets.{i} / .attentions.{i} /
+.downsamplers.0, encoder.mid_block.resnets.{0,1} / .attentions.0, encoder.conv_norm_out; the decoder's
+up_blocks run from the lowest resolution up (up_blocks.0 is level L-1); attention q/k/v/out are Linear layers
+(to_q, to_k, to_v, to_out.0; single-head, as the VAE blocks build them); quantize.embedding.weight is the codebook.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..vqgan import VQGANConfig
+from .checkpoints import read_tensors
+from .layout import Block, ForeignTokenizer, ForeignWeights, endpoint_keys, imported_quantizer
+
+CONFIG = "config.json"
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+DOWN_ATTENTION = {"DownEncoderBlock2D": False, "AttnDownEncoderBlock2D": True}
+UP_ATTENTION = {"UpDecoderBlock2D": False, "AttnUpDecoderBlock2D": True}
+
+
+def _unsupported(folder: Path, field: str, value, expected: str) -> ValueError:
+    return ValueError(f"{folder / CONFIG}: {field}={value!r}; a Tessera tokenizer holds {expected}")
+
+
+def diffusers_config(config: dict, folder: Path) -> VQGANConfig:
+    """The Tessera config that holds this VQModel config exactly; ValueError naming what it cannot hold."""
+    if config.get("_class_name", "VQModel") != "VQModel":
+        raise _unsupported(folder, "_class_name", config["_class_name"], "a VQModel only")
+    if config.get("norm_type", "group") != "group":
+        raise _unsupported(folder, "norm_type", config["norm_type"], "GroupNorm decoders only (not MoVQ's spatial norm)")
+    if config.get("act_fn", "silu") != "silu":
+        raise _unsupported(folder, "act_fn", config["act_fn"], "SiLU activations only")
+    if config.get("norm_num_groups", 32) != 32:
+        raise _unsupported(folder, "norm_num_groups", config["norm_num_groups"], "GroupNorm with 32 groups")
+    if config.get("in_channels", 3) != config.get("out_channels", 3):
+        raise _unsupported(folder, "out_channels", config.get("out_channels"), "as many output as input channels")
+    widths = list(config.get("block_out_channels", (64,)))
+    if any(width % widths[0] for width in widths):
+        raise _unsupported(folder, "block_out_channels", widths, "widths that are multiples of the first")
+    down = [DOWN_ATTENTION.get(t) for t in config.get("down_block_types", ("DownEncoderBlock2D",))]
+    up = [UP_ATTENTION.get(t) for t in config.get("up_block_types", ("UpDecoderBlock2D",))]
+    if None in down or None in up:
+        raise _unsupported(folder, "down/up_block_types", (config.get("down_block_types"), config.get("up_block_types")),
+                           f"blocks of {list(DOWN_ATTENTION)} and {list(UP_ATTENTION)}")
+    if len(down) != len(widths) or up != down[::-1]:
+        raise _unsupported(folder, "up_block_types", config.get("up_block_types"),
+                           "a decoder that mirrors the encoder (attention on the same levels)")
+    latent = config.get("latent_channels", 3)
+    return VQGANConfig(
+        resolution=config.get("sample_size", 32), in_channels=config.get("in_channels", 3), channels=widths[0],
+        downsample_factor=2 ** (len(widths) - 1), channel_mult=tuple(w // widths[0] for w in widths),
+        num_res_blocks=config.get("layers_per_block", 1), z_channels=latent,
+        use_attention=config.get("mid_block_add_attention", True),
+        attention_levels=tuple(level for level, attention in enumerate(down) if attention),
+        quantizer=imported_quantizer(config.get("num_vq_embeddings", 256), config.get("vq_embed_dim") or latent, False),
+    )
+
+
+def diffusers_block_prefix(block: Block, num_levels: int) -> str:
+    if block.kind == "mid_res":
+        return f"{block.part}.mid_block.resnets.{block.index}"
+    if block.kind == "mid_attn":
+        return f"{block.part}.mid_block.attentions.0"
+    if block.part == "encoder":
+        level = f"encoder.down_blocks.{block.level}"
+        sampler = "downsamplers.0"
+    else:
+        level = f"decoder.up_blocks.{num_levels - 1 - block.level}"
+        sampler = "upsamplers.0"
+    return {"res": f"{level}.resnets.{block.index}", "attn": f"{level}.attentions.{block.index}",
+            "resample": f"{level}.{sampler}"}[block.kind]
+
+
+def read_diffusers(folder: Path, subfolder: str = "") -> ForeignTokenizer:
+    """A VQModel folder (config.json + diffusion_pytorch_model.safetensors, in `subfolder` when given)."""
+    folder = folder / subfolder if subfolder else folder
+    config = diffusers_config(json.loads((folder / CONFIG).read_text()), folder)
+    num_levels = len(config.channel_mult)
+    return ForeignTokenizer(
+        config, ForeignWeights(read_tensors(folder / WEIGHTS), str(folder / WEIGHTS)),
+        lambda block: diffusers_block_prefix(block, num_levels), endpoint_keys(norm_out="conv_norm_out"))

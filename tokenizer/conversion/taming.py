@@ -1,0 +1,73 @@
+"""taming-transformers' VQGAN (a Lightning .ckpt, optionally with its YAML) -> a Tessera VQGAN.
+
+The weights sit under "state_dict" in the nested layout (nested.TAMING); the perceptual loss and discriminator
+(loss.*) and an EMA quantiser's statistics are dropped. The YAML (model.params: embed_dim, n_embed, ddconfig) is
+not needed, since the config is read off the weights' shapes; given, every field is checked against them and its
+`resolution` kept. Taming's Gumbel quantiser (quantize.proj, quantize.embed) has no Tessera counterpart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .checkpoints import read_torch_checkpoint
+from .layout import ForeignTokenizer, ForeignWeights
+from .nested import TAMING
+
+DEFAULT_RESOLUTION = 256  # taming's published VQGANs (ImageNet f16, OpenImages f8) train at 256 px
+# What a taming checkpoint holds beside the tokenizer: the loss's LPIPS and discriminator, and the EMA
+# quantiser's cluster statistics (its codebook is quantize.embedding.weight as in the plain one).
+IGNORED = (r"loss\.", r"quantize\.embedding\.(cluster_size|embed_avg)$")
+SUPPORTED_TARGETS = ("taming.models.vqgan.VQModel", "taming.models.vqgan.EMAVQ")
+
+
+def read_taming(checkpoint: Path, config_path: Path | None = None) -> ForeignTokenizer:
+    """A taming VQModel checkpoint (+ its YAML) as a ForeignTokenizer; ValueError naming what does not fit."""
+    loaded = read_torch_checkpoint(checkpoint)
+    state = loaded.get("state_dict", loaded)
+    if "quantize.embed.weight" in state or "quantize.proj.weight" in state:
+        raise ValueError(f"{checkpoint} is a taming GumbelVQ (quantize.proj / quantize.embed): its Gumbel-softmax "
+                         f"quantiser has no Tessera counterpart; expected a VQModel or EMAVQ checkpoint")
+    weights = ForeignWeights(state, str(checkpoint), ignore=IGNORED)
+    yaml_params = _read_yaml(config_path) if config_path is not None else None
+    resolution = yaml_params["ddconfig"].get("resolution", DEFAULT_RESOLUTION) if yaml_params else DEFAULT_RESOLUTION
+    config = TAMING.infer_config(weights, resolution=resolution, l2_normalize=False)
+    if yaml_params is not None:
+        _check_against_yaml(config, yaml_params, config_path)
+    num_levels = len(config.channel_mult)
+    return ForeignTokenizer(config, weights, lambda block: TAMING.block_prefix(block, num_levels))
+
+
+def _read_yaml(path: Path) -> dict:
+    """model.params of a taming YAML, after checking model.target is a quantiser Tessera holds."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path} is missing: expected taming's model YAML (the one beside its checkpoint)")
+    model = (yaml.safe_load(Path(path).read_text()) or {}).get("model", {})
+    target = model.get("target", "")
+    if target not in SUPPORTED_TARGETS:
+        raise ValueError(f"{path}: model.target={target!r}; Tessera converts {list(SUPPORTED_TARGETS)}")
+    params = model.get("params", {})
+    if "ddconfig" not in params:
+        raise ValueError(f"{path}: no model.params.ddconfig; expected a taming VQGAN YAML")
+    return params
+
+
+def _check_against_yaml(config, params: dict, path: Path) -> None:
+    dd = params["ddconfig"]
+    if dd.get("double_z", False):
+        raise ValueError(f"{path}: ddconfig.double_z is true; a VQGAN encoder's is false")
+    attention_levels = tuple(level for level in range(len(dd["ch_mult"]))
+                             if dd["resolution"] // 2 ** level in dd.get("attn_resolutions", ()))
+    expected = {"ch": (dd["ch"], config.channels), "ch_mult": (tuple(dd["ch_mult"]), config.channel_mult),
+                "num_res_blocks": (dd["num_res_blocks"], config.num_res_blocks),
+                "z_channels": (dd["z_channels"], config.z_channels),
+                "attn_resolutions": (attention_levels, config.attention_levels),
+                "n_embed": (params.get("n_embed"), config.quantizer.codebook_size),
+                "embed_dim": (params.get("embed_dim"), config.quantizer.code_dim)}
+    wrong = {name: values for name, values in expected.items() if values[0] != values[1]}
+    if wrong:
+        raise ValueError(f"{path} does not describe the checkpoint's weights: "
+                         + "; ".join(f"{name} {yaml_value} in the YAML, {weights_value} in the weights"
+                                     for name, (yaml_value, weights_value) in wrong.items()))
