@@ -315,3 +315,20 @@ def test_converted_tokenizer_tokenizes_generates_and_fine_tunes(tmp_path):
     assert fine_tuned.config.attention_levels == (2,) and fine_tuned.config.channels == 32
     before, after = tokenizer.state_dict(), fine_tuned.state_dict()
     assert not torch.equal(before["decoder.conv_out.weight"], after["decoder.conv_out.weight"])  # it trained
+
+
+def test_imagenet_preset_is_llamagens_vq16_layer_for_layer():
+    """The imagenet-vq16 preset builds exactly the tensors of JanusVQVAE's defaults (LlamaGen's VQ-16), so a
+    converted VQ-16 and one trained here are the same network (meta device: no memory, no time)."""
+    from tokenizer.conversion.janus import JANUS
+    from tokenizer.conversion.layout import autoencoder_blocks
+    from tokenizer.presets import TOKENIZER_PRESETS
+
+    with torch.device("meta"):
+        ours = VQGAN(VQGANConfig(**TOKENIZER_PRESETS["imagenet-vq16"]["model"]))
+        reference = JanusVQVAE(JanusVQVAEConfig())
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters()) == 71_883_403
+    reference_modules = dict(reference.named_modules())
+    for block in autoencoder_blocks(ours):
+        assert JANUS.block_prefix(block, 5) in reference_modules, block
+    assert sum(b.kind == "attn" for b in autoencoder_blocks(ours)) == 2 + 3  # after each block of the lowest level

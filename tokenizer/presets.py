@@ -13,7 +13,8 @@ The data set is never part of a preset: it is the user's.
   trains it against its ablations (README, "The recipe, measured").
 - "imagenet-vq16": LlamaGen's VQ-16 (FoundationVision/LlamaGen, tokenizer/tokenizer_image/vq_train.py and
   vq_model.py): 256 px, 16x16 grid, 16,384 l2-normalised 8-dim codes updated by gradient, widths 128·(1,1,2,2,4),
-  2 residual blocks, attention at the lowest resolution, L2 + perceptual (weight 1) + hinge patch GAN from step
+  2 residual blocks, attention after each block of the lowest level and in the middle (71,883,403 parameters, as
+  LlamaGen's VQ-16 has), L2 + perceptual (weight 1) + hinge patch GAN from step
   20,000 (weight 0.5), AdamW lr 1e-4, betas (0.9, 0.95), weight decay 0.05, clip 1.0, bf16, EMA of weights.
   LlamaGen's global batch is 128: 16 per process on 8 GPUs here. For users with GPUs.
 """
@@ -35,7 +36,7 @@ TOKENIZER_PRESETS: dict[str, dict] = {
     "imagenet-vq16": {
         "data": {"resolution": 256},
         "model": {"resolution": 256, "downsample_factor": 16, "channels": 128, "channel_mult": [1, 1, 2, 2, 4],
-                  "num_res_blocks": 2, "z_channels": 256, "use_attention": True,
+                  "num_res_blocks": 2, "z_channels": 256, "use_attention": True, "attention_levels": [4],
                   "quantizer": {"codebook_size": 16384, "code_dim": 8, "l2_normalize": True, "use_ema": False,
                                 "kmeans_init": False, "dead_code_threshold": 0.0}},
         "loss": {"reconstruction_loss": "l2", "perceptual_loss": "stlpips-vgg", "perceptual_weight": 1.0,

@@ -14,10 +14,13 @@ from pathlib import Path
 
 from ..vqgan import VQGANConfig
 from .checkpoints import read_tensors
-from .layout import Block, ForeignTokenizer, ForeignWeights, endpoint_keys, imported_quantizer
+from .layout import ForeignTokenizer, ForeignWeights, KeyLayout, endpoint_keys, imported_quantizer
 
 CONFIG = "config.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
+DIFFUSERS = KeyLayout(down="down_blocks", up="up_blocks", res="resnets", attn="attentions",
+                      downsample="downsamplers.0", upsample="upsamplers.0", decoder_from_lowest=True,
+                      middle=("mid_block.resnets.0", "mid_block.attentions.0", "mid_block.resnets.1"))
 DOWN_ATTENTION = {"DownEncoderBlock2D": False, "AttnDownEncoderBlock2D": True}
 UP_ATTENTION = {"UpDecoderBlock2D": False, "AttnUpDecoderBlock2D": True}
 
@@ -60,26 +63,10 @@ def diffusers_config(config: dict, folder: Path) -> VQGANConfig:
     )
 
 
-def diffusers_block_prefix(block: Block, num_levels: int) -> str:
-    if block.kind == "mid_res":
-        return f"{block.part}.mid_block.resnets.{block.index}"
-    if block.kind == "mid_attn":
-        return f"{block.part}.mid_block.attentions.0"
-    if block.part == "encoder":
-        level = f"encoder.down_blocks.{block.level}"
-        sampler = "downsamplers.0"
-    else:
-        level = f"decoder.up_blocks.{num_levels - 1 - block.level}"
-        sampler = "upsamplers.0"
-    return {"res": f"{level}.resnets.{block.index}", "attn": f"{level}.attentions.{block.index}",
-            "resample": f"{level}.{sampler}"}[block.kind]
-
-
 def read_diffusers(folder: Path, subfolder: str = "") -> ForeignTokenizer:
     """A VQModel folder (config.json + diffusion_pytorch_model.safetensors, in `subfolder` when given)."""
     folder = folder / subfolder if subfolder else folder
     config = diffusers_config(json.loads((folder / CONFIG).read_text()), folder)
-    num_levels = len(config.channel_mult)
     return ForeignTokenizer(
         config, ForeignWeights(read_tensors(folder / WEIGHTS), str(folder / WEIGHTS)),
-        lambda block: diffusers_block_prefix(block, num_levels), endpoint_keys(norm_out="conv_norm_out"))
+        DIFFUSERS, endpoint_keys(norm_out="conv_norm_out"))

@@ -1,7 +1,7 @@
 """transformers' JanusVQVAE (a saved JanusVQVAE, or the tokenizer inside a saved Janus model) -> a Tessera VQGAN.
 
-A JanusVQVAE folder holds config.json and model.safetensors in the nested layout with the decoder listed from
-the lowest resolution (nested.JANUS). Inside a JanusForConditionalGeneration folder the same weights sit under
+A JanusVQVAE folder holds config.json and model.safetensors under taming's names with the decoder listed from
+the lowest resolution (JANUS below). Inside a JanusForConditionalGeneration folder the same weights sit under
 "model.vqmodel." among the language model's (possibly in shards: only the shards holding them are read).
 
 The quantiser: DeepSeek's Janus trained this VQ with LlamaGen's code, which l2-normalises the latent and the
@@ -17,13 +17,16 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from .layout import ForeignTokenizer, ForeignWeights
-from .nested import JANUS
+from .layout import ForeignTokenizer, ForeignWeights, KeyLayout
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 FULL_MODEL_PREFIX = "model.vqmodel."
+
+# taming's names, with the decoder's levels listed from the lowest resolution (as LlamaGen's)
+JANUS = KeyLayout(down="down", up="up", res="block", middle=("mid.block_1", "mid.attn_1", "mid.block_2"),
+                  decoder_from_lowest=True)
 
 
 def janus_prefix(config: dict) -> str:
@@ -64,5 +67,4 @@ def read_janus(folder: Path) -> ForeignTokenizer:
     weights = ForeignWeights(state, str(folder))
     factor = 2 ** (len(vq.get("channel_multiplier", (1, 1, 2, 2, 4))) - 1)
     tessera = JANUS.infer_config(weights, resolution=num_patches * factor, l2_normalize=True)
-    num_levels = len(tessera.channel_mult)
-    return ForeignTokenizer(tessera, weights, lambda block: JANUS.block_prefix(block, num_levels))
+    return ForeignTokenizer(tessera, weights, JANUS)

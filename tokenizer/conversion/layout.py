@@ -179,6 +179,73 @@ def imported_quantizer(codebook_size: int, code_dim: int, l2_normalize: bool) ->
                 kmeans_init=False, dead_code_threshold=0.0)
 
 
+@dataclass(frozen=True)
+class KeyLayout:
+    """One source's names for the blocks of the shared layout, under `encoder.` and `decoder.`:
+
+        taming       down.{level}.block.{i} / .attn.{i} / .downsample   up.{level}...  (level 0 = full resolution)
+        Janus (HF)   down.{level}.block.{i} ...                          up.{L-1-level}...
+        LlamaGen     conv_blocks.{level}.res.{i} ...                     conv_blocks.{L-1-level}...
+        diffusers    down_blocks.{level}.resnets.{i} / .attentions.{i} / .downsamplers.0   up_blocks.{L-1-level}...
+    """
+
+    down: str  # the encoder's level list
+    up: str  # the decoder's level list
+    res: str  # a level's residual blocks
+    middle: tuple[str, str, str]  # residual, attention, residual
+    decoder_from_lowest: bool  # the decoder's list starts at the lowest resolution (else at full resolution)
+    attn: str = "attn"  # a level's attention blocks
+    downsample: str = "downsample"
+    upsample: str = "upsample"
+
+    def block_prefix(self, block: Block, num_levels: int) -> str:
+        if block.kind == "mid_res":
+            return f"{block.part}.{self.middle[2 * block.index]}"
+        if block.kind == "mid_attn":
+            return f"{block.part}.{self.middle[1]}"
+        if block.part == "encoder":
+            level = f"encoder.{self.down}.{block.level}"
+            sampler = self.downsample
+        else:
+            position = num_levels - 1 - block.level if self.decoder_from_lowest else block.level
+            level = f"decoder.{self.up}.{position}"
+            sampler = self.upsample
+        return {"res": f"{level}.{self.res}.{block.index}", "attn": f"{level}.{self.attn}.{block.index}",
+                "resample": f"{level}.{sampler}"}[block.kind]
+
+    def infer_config(self, weights: ForeignWeights, *, resolution: int, l2_normalize: bool) -> VQGANConfig:
+        """The Tessera config these weights fit, read off their shapes (no config file needed)."""
+        tensors = weights.tensors
+
+        def shape(key: str) -> tuple[int, ...]:
+            if key not in tensors:
+                raise ValueError(f"{weights.source}: no {key!r}: not a checkpoint in the {self.down}/{self.res} layout "
+                                 f"this source expects (first keys: {sorted(tensors)[:6]})")
+            return tuple(tensors[key].shape)
+
+        def count(prefix: str) -> int:
+            n = 0
+            while any(k.startswith(f"{prefix}.{n}.") for k in tensors):
+                n += 1
+            return n
+
+        channels = shape("encoder.conv_in.weight")[0]
+        num_levels = count(f"encoder.{self.down}")
+        widths = [shape(f"encoder.{self.down}.{level}.{self.res}.0.conv1.weight")[0] for level in range(num_levels)]
+        if any(width % channels for width in widths):
+            raise ValueError(f"{weights.source}: level widths {widths} are not multiples of the base width {channels}")
+        code_count, code_dim = shape("quantize.embedding.weight")
+        return VQGANConfig(
+            resolution=resolution, in_channels=shape("encoder.conv_in.weight")[1], channels=channels,
+            downsample_factor=2 ** (num_levels - 1), channel_mult=tuple(w // channels for w in widths),
+            num_res_blocks=count(f"encoder.{self.down}.0.{self.res}"), z_channels=shape("encoder.conv_out.weight")[0],
+            use_attention=any(k.startswith(f"encoder.{self.middle[1]}.") for k in tensors),
+            attention_levels=tuple(level for level in range(num_levels)
+                                   if any(k.startswith(f"encoder.{self.down}.{level}.{self.attn}.0.") for k in tensors)),
+            quantizer=imported_quantizer(code_count, code_dim, l2_normalize),
+        )
+
+
 def endpoint_keys(norm_out: str = "norm_out", codebook: str = "quantize.embedding.weight") -> dict[str, str]:
     """Tessera names -> foreign keys of the layers outside the blocks, under the names taming-transformers gave
     them (which LlamaGen and transformers' Janus kept): conv_in, norm_out, conv_out of both halves, the 1x1
@@ -193,17 +260,17 @@ def endpoint_keys(norm_out: str = "norm_out", codebook: str = "quantize.embeddin
 
 @dataclass
 class ForeignTokenizer:
-    """A published tokenizer read into memory: the Tessera config that holds it, its weights, and where each
-    Tessera block and layer lives among them (`block_prefix`: a Block -> the foreign module prefix; `direct`: a
-    Tessera parameter -> the foreign key)."""
+    """A published tokenizer read into memory: the Tessera config that holds it, its weights, the names its blocks
+    go by (`layout`) and those of the layers outside them (`direct`: a Tessera parameter -> the foreign key)."""
 
     config: VQGANConfig
     weights: ForeignWeights
-    block_prefix: Callable[[Block], str]
+    layout: KeyLayout
     direct: Mapping[str, str] = field(default_factory=endpoint_keys)
 
     def to_tessera(self) -> VQGAN:
         """The Tessera VQGAN with these weights, in eval mode."""
         model = VQGAN(self.config)
-        convert_state_dict(model, self.weights, self.block_prefix, self.direct)
+        num_levels = len(self.config.channel_mult)
+        convert_state_dict(model, self.weights, lambda block: self.layout.block_prefix(block, num_levels), self.direct)
         return model.eval()

@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 
 from .checkpoints import read_torch_checkpoint
-from .layout import ForeignTokenizer, ForeignWeights
-from .nested import LLAMAGEN
+from .layout import ForeignTokenizer, ForeignWeights, KeyLayout
 
 DEFAULT_RESOLUTION = 256  # LlamaGen's ImageNet tokenizers train at 256 px
 IGNORED = (r"quantize\.codebook_used$",)
+
+LLAMAGEN = KeyLayout(down="conv_blocks", up="conv_blocks", res="res", middle=("mid.0", "mid.1", "mid.2"),
+                     decoder_from_lowest=True)
 
 
 def read_llamagen(checkpoint: Path, weights: str = "model") -> ForeignTokenizer:
@@ -31,5 +33,4 @@ def read_llamagen(checkpoint: Path, weights: str = "model") -> ForeignTokenizer:
         raise ValueError(f"{checkpoint} has no {weights!r} entry; it holds {sorted(loaded)}")
     foreign = ForeignWeights(state, f"{checkpoint}[{weights!r}]", ignore=IGNORED)
     config = LLAMAGEN.infer_config(foreign, resolution=DEFAULT_RESOLUTION, l2_normalize=True)
-    num_levels = len(config.channel_mult)
-    return ForeignTokenizer(config, foreign, lambda block: LLAMAGEN.block_prefix(block, num_levels))
+    return ForeignTokenizer(config, foreign, LLAMAGEN)

@@ -1,6 +1,6 @@
 """taming-transformers' VQGAN (a Lightning .ckpt, optionally with its YAML) -> a Tessera VQGAN.
 
-The weights sit under "state_dict" in the nested layout (nested.TAMING); the perceptual loss and discriminator
+The weights sit under "state_dict" in taming's names (TAMING below); the perceptual loss and discriminator
 (loss.*) and an EMA quantiser's statistics are dropped. The YAML (model.params: embed_dim, n_embed, ddconfig) is
 not needed, since the config is read off the weights' shapes; given, every field is checked against them and its
 `resolution` kept. Taming's Gumbel quantiser (quantize.proj, quantize.embed) has no Tessera counterpart.
@@ -13,14 +13,16 @@ from pathlib import Path
 import yaml
 
 from .checkpoints import read_torch_checkpoint
-from .layout import ForeignTokenizer, ForeignWeights
-from .nested import TAMING
+from .layout import ForeignTokenizer, ForeignWeights, KeyLayout
 
 DEFAULT_RESOLUTION = 256  # taming's published VQGANs (ImageNet f16, OpenImages f8) train at 256 px
 # What a taming checkpoint holds beside the tokenizer: the loss's LPIPS and discriminator, and the EMA
 # quantiser's cluster statistics (its codebook is quantize.embedding.weight as in the plain one).
 IGNORED = (r"loss\.", r"quantize\.embedding\.(cluster_size|embed_avg)$")
 SUPPORTED_TARGETS = ("taming.models.vqgan.VQModel", "taming.models.vqgan.EMAVQ")
+
+TAMING = KeyLayout(down="down", up="up", res="block", middle=("mid.block_1", "mid.attn_1", "mid.block_2"),
+                   decoder_from_lowest=False)
 
 
 def read_taming(checkpoint: Path, config_path: Path | None = None) -> ForeignTokenizer:
@@ -36,8 +38,7 @@ def read_taming(checkpoint: Path, config_path: Path | None = None) -> ForeignTok
     config = TAMING.infer_config(weights, resolution=resolution, l2_normalize=False)
     if yaml_params is not None:
         _check_against_yaml(config, yaml_params, config_path)
-    num_levels = len(config.channel_mult)
-    return ForeignTokenizer(config, weights, lambda block: TAMING.block_prefix(block, num_levels))
+    return ForeignTokenizer(config, weights, TAMING)
 
 
 def _read_yaml(path: Path) -> dict:
