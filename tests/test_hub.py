@@ -186,3 +186,47 @@ def test_push_uploads_exactly_what_save_pretrained_writes(kind, tmp_path, monkey
     model.save_pretrained(tmp_path / "saved")
     assert same_contents(tmp_path / "uploaded", tmp_path / "saved")
     assert same(outputs(LOADERS[kind].from_pretrained(tmp_path / "uploaded"), kind), outputs(model, kind))
+
+
+def test_published_tokenizers_convert_from_repo_ids_fetching_only_what_they_need(tmp_path, offline_cache):
+    """Conversion by repo id through the offline cache: a diffusers repo keeping its VQModel in vqvae/ (as
+    amused/amused-256), a LlamaGen .pt named in its repo, and a sharded Janus model whose cache holds only the
+    tokenizer's shard (fetching any other file would fail offline)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from tests.test_conversion import diffusers_reference, janus_reference, llamagen_state_dict
+    from tokenizer.conversion import convert_tokenizer
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def same_codes_and_images(a: VQGAN, b: VQGAN) -> bool:
+        with torch.no_grad():
+            return torch.equal(a.encode(x), b.encode(x)) and torch.equal(a.decode(a.encode(x)), b.decode(b.encode(x)))
+
+    diffusers_reference("attention").save_pretrained(tmp_path / "amused" / "vqvae")
+    add_to_cache(offline_cache, "tessera-test/amused", tmp_path / "amused", MAIN, "main")
+    assert same_codes_and_images(convert_tokenizer("diffusers", "tessera-test/amused", subfolder="vqvae"),
+                                 convert_tokenizer("diffusers", tmp_path / "amused", subfolder="vqvae"))
+
+    (tmp_path / "llamagen").mkdir()
+    torch.save({"model": llamagen_state_dict(janus_reference("one-block"))}, tmp_path / "llamagen" / "vq_ds16_c2i.pt")
+    add_to_cache(offline_cache, "tessera-test/llamagen", tmp_path / "llamagen", MAIN, "main")
+    assert same_codes_and_images(
+        convert_tokenizer("llamagen", "tessera-test/llamagen", filename="vq_ds16_c2i.pt", local_files_only=True),
+        convert_tokenizer("llamagen", tmp_path / "llamagen" / "vq_ds16_c2i.pt"))
+
+    janus = tmp_path / "janus"
+    janus.mkdir()
+    save_file({f"model.vqmodel.{k}": v.contiguous() for k, v in janus_reference("one-block").state_dict().items()},
+              str(janus / "model-00002-of-00002.safetensors"))
+    (janus / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "model.language_model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+        **{f"model.vqmodel.{k}": "model-00002-of-00002.safetensors" for k in janus_reference("one-block").state_dict()}}}))
+    (janus / "config.json").write_text(json.dumps({"vq_config": {"channel_multiplier": [1, 2, 2]},
+                                                  "vision_config": {"image_size": 16, "patch_size": 4}}))
+    add_to_cache(offline_cache, "tessera-test/janus", janus, MAIN, "main")
+    assert same_codes_and_images(convert_tokenizer("janus", "tessera-test/janus"), convert_tokenizer("janus", janus))
+    with pytest.raises(ValueError, match="filename"):
+        convert_tokenizer("llamagen", "tessera-test/llamagen")
