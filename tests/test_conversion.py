@@ -10,6 +10,9 @@ converters).
 import argparse
 import json
 import re
+import sys
+import types
+import unittest.mock
 
 import pytest
 import torch
@@ -149,12 +152,27 @@ def taming_yaml(reference: VQModel, resolution: int = 16) -> dict:
         "lossconfig": {"target": "taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator"}}}}
 
 
+def lightning_checkpoint_class() -> type:
+    """A class pickled by reference as pytorch-lightning's ModelCheckpoint: Lightning 1.0 (taming's) keys the
+    checkpoint's "callbacks" entry by that class. Lightning itself is not installed here."""
+    names = ("pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint")
+    modules = [types.ModuleType(name) for name in names]
+    cls = type("ModelCheckpoint", (), {"__module__": names[-1]})
+    modules[-1].ModelCheckpoint = cls
+    return cls, dict(zip(names, modules))
+
+
 def write_taming(reference: VQModel, folder, extra: dict | None = None):
-    """A Lightning-style checkpoint (state_dict + training bookkeeping, with loss weights) and its YAML."""
+    """A Lightning checkpoint as taming's are (state_dict with the loss's weights, bookkeeping, callbacks keyed
+    by the ModelCheckpoint class) and its YAML."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {**taming_state_dict(reference), "loss.discriminator.main.0.weight": torch.zeros(4, 3, 4, 4),
              "loss.perceptual_loss.lin0.model.1.weight": torch.zeros(1, 64, 1, 1), **(extra or {})}
-    torch.save({"state_dict": state, "epoch": 3, "global_step": 1200}, folder / "last.ckpt")
+    callback, modules = lightning_checkpoint_class()
+    with unittest.mock.patch.dict(sys.modules, modules):  # only while pickling: the converter never sees them
+        torch.save({"state_dict": state, "epoch": 3, "global_step": 1200,
+                    "callbacks": {callback: {"best_model_score": None, "best_model_path": "logs/last.ckpt"}}},
+                   folder / "last.ckpt")
     (folder / "model.yaml").write_text(yaml.safe_dump(taming_yaml(reference)))
     return folder / "last.ckpt", folder / "model.yaml"
 
@@ -187,6 +205,11 @@ def test_taming_mismatches_and_unknown_keys_are_named(tmp_path):
     wrong["model"]["params"]["n_embed"] = 1024
     config.write_text(yaml.safe_dump(wrong))
     with pytest.raises(ValueError, match="n_embed 1024 in the YAML, 48 in the weights"):
+        convert_tokenizer("taming", checkpoint, config=config)
+    wrong["model"]["params"]["n_embed"] = 48
+    wrong["model"]["params"]["ddconfig"]["tanh_out"] = True  # latent-diffusion's decoder option
+    config.write_text(yaml.safe_dump(wrong))
+    with pytest.raises(ValueError, match="tanh_out is True"):
         convert_tokenizer("taming", checkpoint, config=config)
     extra, _ = write_taming(reference, tmp_path / "extra", {"encoder.down.0.block.0.temb_proj.weight": torch.zeros(2)})
     with pytest.raises(ValueError, match=r"temb_proj\.weight"):

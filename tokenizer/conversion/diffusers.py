@@ -35,7 +35,7 @@ def diffusers_config(config: dict, folder: Path) -> VQGANConfig:
         raise _unsupported(folder, "_class_name", config["_class_name"], "a VQModel only")
     if config.get("norm_type", "group") != "group":
         raise _unsupported(folder, "norm_type", config["norm_type"], "GroupNorm decoders only (not MoVQ's spatial norm)")
-    if config.get("act_fn", "silu") != "silu":
+    if config.get("act_fn", "silu") not in ("silu", "swish"):  # diffusers' two names of x·sigmoid(x)
         raise _unsupported(folder, "act_fn", config["act_fn"], "SiLU activations only")
     if config.get("norm_num_groups", 32) != 32:
         raise _unsupported(folder, "norm_num_groups", config["norm_num_groups"], "GroupNorm with 32 groups")

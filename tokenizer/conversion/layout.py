@@ -21,8 +21,9 @@ from ..vqgan import VQGAN, VQGANConfig
 # Parameter names inside a block: Tessera's name -> the names foreign layouts use (first match wins).
 RESIDUAL_NAMES = {"norm1": ("norm1",), "conv1": ("conv1",), "norm2": ("norm2",), "conv2": ("conv2",),
                   "skip": ("nin_shortcut", "conv_shortcut")}
-ATTENTION_NAMES = {"norm": ("norm", "group_norm"), "proj": ("proj_out", "to_out.0")}
-QKV_NAMES = (("q", "k", "v"), ("to_q", "to_k", "to_v"))
+# (diffusers files older than its Attention class name them query/key/value/proj_attn)
+ATTENTION_NAMES = {"norm": ("norm", "group_norm"), "proj": ("proj_out", "to_out.0", "proj_attn")}
+QKV_NAMES = (("q", "k", "v"), ("to_q", "to_k", "to_v"), ("query", "key", "value"))
 
 
 @dataclass(frozen=True)

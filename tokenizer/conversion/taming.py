@@ -18,8 +18,18 @@ from .layout import ForeignTokenizer, ForeignWeights, KeyLayout
 DEFAULT_RESOLUTION = 256  # taming's published VQGANs (ImageNet f16, OpenImages f8) train at 256 px
 # What a taming checkpoint holds beside the tokenizer: the loss's LPIPS and discriminator, and the EMA
 # quantiser's cluster statistics (its codebook is quantize.embedding.weight as in the plain one).
-IGNORED = (r"loss\.", r"quantize\.embedding\.(cluster_size|embed_avg)$")
-SUPPORTED_TARGETS = ("taming.models.vqgan.VQModel", "taming.models.vqgan.EMAVQ")
+IGNORED = (r"loss\.", r"quantize\.embedding\.(cluster_size|embed_avg)$", r"model_ema\.", r"colorize$")
+# latent-diffusion's VQ first stages keep taming's layout and quantiser (their LitEma copy, model_ema.*, is dropped).
+SUPPORTED_TARGETS = ("taming.models.vqgan.VQModel", "taming.models.vqgan.VQNoDiscModel", "taming.models.vqgan.EMAVQ",
+                     "ldm.models.autoencoder.VQModel", "ldm.models.autoencoder.VQModelInterface")
+
+
+class LightningCallbackKey:
+    """Stands in for pytorch-lightning's ModelCheckpoint class, which Lightning 1.0 (taming's) pickles as a dict
+    key in the checkpoint's "callbacks" entry: only a reference, never an instance, so nothing runs."""
+
+
+LIGHTNING_STAND_INS = {"pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint": LightningCallbackKey}
 
 TAMING = KeyLayout(down="down", up="up", res="block", middle=("mid.block_1", "mid.attn_1", "mid.block_2"),
                    decoder_from_lowest=False)
@@ -27,7 +37,7 @@ TAMING = KeyLayout(down="down", up="up", res="block", middle=("mid.block_1", "mi
 
 def read_taming(checkpoint: Path, config_path: Path | None = None) -> ForeignTokenizer:
     """A taming VQModel checkpoint (+ its YAML) as a ForeignTokenizer; ValueError naming what does not fit."""
-    loaded = read_torch_checkpoint(checkpoint)
+    loaded = read_torch_checkpoint(checkpoint, LIGHTNING_STAND_INS)
     state = loaded.get("state_dict", loaded)
     if "quantize.embed.weight" in state or "quantize.proj.weight" in state:
         raise ValueError(f"{checkpoint} is a taming GumbelVQ (quantize.proj / quantize.embed): its Gumbel-softmax "
@@ -57,10 +67,14 @@ def _read_yaml(path: Path) -> dict:
 
 def _check_against_yaml(config, params: dict, path: Path) -> None:
     dd = params["ddconfig"]
-    if dd.get("double_z", False):
-        raise ValueError(f"{path}: ddconfig.double_z is true; a VQGAN encoder's is false")
-    attention_levels = tuple(level for level in range(len(dd["ch_mult"]))
-                             if dd["resolution"] // 2 ** level in dd.get("attn_resolutions", ()))
+    for name in ("double_z", "tanh_out", "give_pre_end", "use_linear_attn"):
+        if dd.get(name, False):
+            raise ValueError(f"{path}: ddconfig.{name} is {dd[name]!r}; a Tessera VQGAN has no such option")
+    attn_type = dd.get("attn_type", "vanilla")  # latent-diffusion's: none = no attention anywhere
+    if attn_type not in ("vanilla", "none"):
+        raise ValueError(f"{path}: ddconfig.attn_type={attn_type!r}; a Tessera VQGAN holds 'vanilla' or 'none'")
+    attention_levels = () if attn_type == "none" else tuple(
+        level for level in range(len(dd["ch_mult"])) if dd["resolution"] // 2 ** level in dd.get("attn_resolutions", ()))
     expected = {"ch": (dd["ch"], config.channels), "ch_mult": (tuple(dd["ch_mult"]), config.channel_mult),
                 "num_res_blocks": (dd["num_res_blocks"], config.num_res_blocks),
                 "z_channels": (dd["z_channels"], config.z_channels),
