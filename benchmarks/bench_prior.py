@@ -1,9 +1,13 @@
 #!/usr/bin/env python
 """Benchmark: prior sampling and training speed on CPU, and prior quality on Fashion-MNIST codes.
 
-1. Sampling, for the same GPT weights, batch 16, a 16x16 grid: tokens/s of `GPTPrior.sample` with the KV
-   cache, of full recomputation without it, and of a minimal bare-PyTorch KV-cache loop over the same
-   weights (goals: >= 5x over recomputation, within 1.25x of the bare loop).
+1. Sampling (issue 13), random weights, a 16x16 grid of 1,024 codes, class-conditional, top-k 100, all threads:
+   for the 26M-parameter GPT (8 layers, width 512, SwiGLU 1344) and the small preset at batch 1, 16 and 64,
+   tokens/s of `GPTPrior.sample`, of transformers' generate() on the same model, and of the weight-matmul floor
+   (the decode step's matmuls alone over fused weights: every weight read once per step, the memory-bound
+   limit), with our share of that floor (goal: >= 0.6 for the 26M model at batch 16); then images/s of the
+   small GPT and of a PixelCNN of the same parameter count, and the PixelCNN row cache against recomputing
+   the grid per cell (same samples).
 2. Training tokens/s of our loop (PriorTrainer.train_step) against a bare PyTorch loop over the same model
    and data (goal: overhead <= 10%).
 3. Validation bits per token of both priors after a fixed budget on Fashion-MNIST codes made by a "Stage
@@ -27,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipelines import TokenizeDatasetConfig, tokenize_dataset
-from prior import CodesDataset, GPTPrior, GPTPriorConfig
-from prior.sampling import pick_tokens
 from pipelines.training import train_prior
 from pipelines.training_run import TrainingRun, read_metrics
+from prior import GPT_PRESETS, CodesDataset, GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
+from prior.decode_step import FusedLlamaDecoder
 from prior.training import PRIORS, PriorTrainer, TrainPriorConfig, prior_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,88 +44,123 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # --- 1. sampling ------------------------------------------------------------------------------------------
 
+# The GPT priors sampled: the 26M-parameter configuration issue 13 measured from outside, and the small preset.
+# Both over 1,024 codes on a 16x16 grid with 8 classes (+ the null token), one class token then 256 codes.
+SAMPLING_MODELS = {
+    "26M": dict(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1344),
+    "small": dict(GPT_PRESETS["small"]),
+}
+SAMPLING_GRID, SAMPLING_CODES, SAMPLING_CLASSES, SAMPLING_TOP_K = (16, 16), 1024, 8, 100
 
-def _rms_norm(x: torch.Tensor, norm) -> torch.Tensor:
-    variance = x.float().pow(2).mean(-1, keepdim=True)
-    return norm.weight * (x.float() * torch.rsqrt(variance + norm.variance_epsilon)).to(x.dtype)
+
+def sampling_gpt(name: str) -> GPTPrior:
+    torch.manual_seed(0)
+    config = GPTPriorConfig(codebook_size=SAMPLING_CODES, grid_shape=SAMPLING_GRID, num_classes=SAMPLING_CLASSES,
+                            **SAMPLING_MODELS[name])
+    return GPTPrior(config).eval()
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
+def median_seconds(fn, repeats: int) -> float:
+    """Median seconds of `repeats` calls after one untimed call (first calls pay allocator and lazy-init costs)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 @torch.no_grad()
-def bare_kv_cache_sample(model: GPTPrior, condition: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A minimal hand-written Llama decode loop over the same weights: preallocated K/V, one token per step."""
-    llama = model.transformer.model
-    cfg = model.config
-    b, n, heads = condition.shape[0], cfg.sequence_length, cfg.num_heads
-    head_dim = cfg.hidden_size // heads
-    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, head_dim, 2).float() / head_dim))
-    angles = torch.outer(torch.arange(n).float(), inv_freq)
-    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()  # (n, head_dim)
-    keys = [torch.empty(b, heads, n, head_dim) for _ in llama.layers]
-    values = [torch.empty(b, heads, n, head_dim) for _ in llama.layers]
-    token, out = condition, []
-    for pos in range(n):
-        x = llama.embed_tokens(token)  # (B, D)
-        for i, layer in enumerate(llama.layers):
-            attn = layer.self_attn
-            h = _rms_norm(x, layer.input_layernorm)
-            q, k, v = (proj(h).view(b, heads, head_dim) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-            q, k = _rotate(q, cos[pos], sin[pos]), _rotate(k, cos[pos], sin[pos])
-            keys[i][:, :, pos], values[i][:, :, pos] = k, v
-            scores = torch.einsum("bhd,bhtd->bht", q, keys[i][:, :, : pos + 1]) / math.sqrt(head_dim)
-            context = torch.einsum("bht,bhtd->bhd", scores.softmax(-1), values[i][:, :, : pos + 1])
-            x = x + attn.o_proj(context.reshape(b, -1))
-            h = _rms_norm(x, layer.post_attention_layernorm)
-            x = x + layer.mlp.down_proj(F.silu(layer.mlp.gate_proj(h)) * layer.mlp.up_proj(h))
-        logits = model.transformer.lm_head(_rms_norm(x, llama.norm))[:, : cfg.codebook_size]
-        token = pick_tokens(logits, 1.0, None, None, generator)
-        out.append(token)
-    return torch.stack(out, 1).reshape(b, *cfg.grid_shape)
+def weight_floor_step(model: GPTPrior, batch: int):
+    """The decode step's weight matmuls alone, as `step()`: per layer x @ qkv, a @ out, x @ gate_up, m @ down
+    over distinct fused (in, out) weights, then the code head; every weight is read once per step. At these
+    batches a step is memory-bound, so this is the speed no decode step can beat by much."""
+    decoder = FusedLlamaDecoder(model.transformer, model.config.codebook_size, batch, max_length=1)
+    hidden, inner = model.config.hidden_size, decoder.layers[0].down.shape[0]
+    x, m = torch.randn(batch, hidden), torch.randn(batch, inner)
+
+    def step():
+        for layer in decoder.layers:
+            x @ layer.qkv, x @ layer.out, x @ layer.gate_up, m @ layer.down
+        return x @ decoder.head
+
+    return step
+
+
+@torch.no_grad()
+def generate_codes(model: GPTPrior, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' generate() on the same model: the class token, then 256 sampled tokens (top-k 100)."""
+    prompt = model.condition_tokens(labels, labels.shape[0], labels.device)[:, None]
+    n = model.config.sequence_length
+    return model.transformer.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
+                                      min_new_tokens=n, do_sample=True, top_k=SAMPLING_TOP_K,
+                                      pad_token_id=model.config.null_token)
 
 
 def sampling_speed(args) -> dict:
-    torch.manual_seed(0)
-    config = GPTPriorConfig.from_preset(args.sample_size, codebook_size=512, grid_shape=(16, 16), num_classes=0)
-    model = GPTPrior(config).eval()
-    batch, tokens = args.sample_batch, args.sample_batch * config.sequence_length
-    condition = model.condition_tokens(None, batch, torch.device("cpu"))
+    """GPT tokens/s: ours, generate() and the weight-matmul floor at each batch; PixelCNN images/s beside."""
+    rows = {}
+    for name in args.sample_models.split(","):
+        model = sampling_gpt(name)
+        n = model.config.sequence_length
+        row = {"parameters": sum(p.numel() for p in model.parameters())}
+        for batch in (int(b) for b in args.sample_batches.split(",")):
+            labels = torch.arange(batch) % SAMPLING_CLASSES
+            ours = median_seconds(lambda: model.sample(batch, class_labels=labels, top_k=SAMPLING_TOP_K,
+                                                       generator=torch.Generator().manual_seed(0)), args.sample_repeats)
+            generate = median_seconds(lambda: generate_codes(model, labels), args.sample_repeats)
+            step = weight_floor_step(model, batch)
+            floor = median_seconds(lambda: [step() for _ in range(n)], args.sample_repeats)
+            row[f"batch_{batch}"] = {
+                "ours_tokens_per_s": round(batch * n / ours, 1),
+                "generate_tokens_per_s": round(batch * n / generate, 1),
+                "floor_tokens_per_s": round(batch * n / floor, 1),
+                "share_of_floor": round(floor / ours, 3),
+                "over_generate": round(generate / ours, 2),
+            }
+        rows[f"gpt {name}"] = row
+    rows["pixelcnn_vs_gpt"] = pixelcnn_speed(args)
+    return {"grid": list(SAMPLING_GRID), "codebook_size": SAMPLING_CODES, "top_k": SAMPLING_TOP_K,
+            "repeats": args.sample_repeats, **rows}
 
-    def timed(fn):
-        start = time.perf_counter()
-        result = fn()
-        return result, tokens / (time.perf_counter() - start)
 
-    # One untimed run of each fast loop first: first calls pay one-time costs (allocator, lazy init).
-    model.sample(batch, generator=torch.Generator().manual_seed(0))
-    bare_kv_cache_sample(model, condition, torch.Generator().manual_seed(0))
-    # The fast loops take seconds, so one run is at the mercy of the machine's noise: time them in turns
-    # and report each one's median.
-    cached_runs, bare_runs = [], []
-    for _ in range(args.sample_repeats):
-        cached, tps = timed(lambda: model.sample(batch, generator=torch.Generator().manual_seed(0)))
-        cached_runs.append(tps)
-        bare, tps = timed(lambda: bare_kv_cache_sample(model, condition, torch.Generator().manual_seed(0)))
-        bare_runs.append(tps)
-    cached_tps, bare_tps = statistics.median(cached_runs), statistics.median(bare_runs)
-    recomputed, recompute_tps = timed(lambda: model.sample(batch, generator=torch.Generator().manual_seed(0), use_cache=False))
-    return {
-        "model": f"gpt {args.sample_size} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)",
-        "batch": batch, "grid": [16, 16], "repeats": args.sample_repeats,
-        "cached_tokens_per_s": cached_tps,
-        "recompute_tokens_per_s": recompute_tps,
-        "bare_loop_tokens_per_s": bare_tps,
-        "speedup_over_recompute": cached_tps / recompute_tps,
-        "bare_loop_over_cached": bare_tps / cached_tps,
-        # Same weights and generator: the three loops should draw the same tokens (fp rounding aside).
-        "agreement_cached_vs_recompute": float((cached == recomputed).float().mean()),
-        "agreement_cached_vs_bare": float((cached == bare).float().mean()),
-        "goals": {"at_least_5x_recompute": cached_tps / recompute_tps >= 5, "within_1.25x_of_bare": bare_tps / cached_tps <= 1.25},
-    }
+def pixelcnn_of_size(parameters: int) -> PixelCNNPrior:
+    """The PixelCNN (small preset's depth, raised for the grid) whose width brings it nearest `parameters`."""
+    def build(channels: int) -> PixelCNNPrior:
+        torch.manual_seed(0)
+        config = PixelCNNPriorConfig.from_preset("small", codebook_size=SAMPLING_CODES, grid_shape=SAMPLING_GRID,
+                                                 num_classes=SAMPLING_CLASSES, hidden_channels=channels)
+        return PixelCNNPrior(config).eval()
+
+    count = lambda channels: sum(p.numel() for p in build(channels).parameters())  # noqa: E731
+    return build(min(range(16, 513, 16), key=lambda c: abs(count(c) - parameters)))
+
+
+def pixelcnn_speed(args) -> dict:
+    """Images/s of the GPT (small) and a PixelCNN of the same parameter count, one batch each; the PixelCNN's
+    row cache against recomputing the grid for every cell (the per-cell work it replaced) on a few images."""
+    gpt = sampling_gpt("small")
+    gpt_parameters = sum(p.numel() for p in gpt.parameters())
+    pixelcnn = pixelcnn_of_size(gpt_parameters)
+    batch, labels = args.pixelcnn_batch, torch.arange(args.pixelcnn_batch) % SAMPLING_CLASSES
+    result = {"batch": batch, "gpt_parameters": gpt_parameters,
+              "pixelcnn_parameters": sum(p.numel() for p in pixelcnn.parameters()),
+              "pixelcnn_channels": pixelcnn.config.hidden_channels, "pixelcnn_layers": pixelcnn.config.num_layers}
+    for name, model in (("gpt", gpt), ("pixelcnn", pixelcnn)):
+        seconds = median_seconds(lambda: model.sample(batch, class_labels=labels, top_k=SAMPLING_TOP_K,
+                                                      generator=torch.Generator().manual_seed(0)), 1)
+        result[f"{name}_images_per_s"] = round(batch / seconds, 2)
+    few = torch.arange(2)
+    kwargs = dict(class_labels=few, top_k=SAMPLING_TOP_K)
+    cached = median_seconds(lambda: pixelcnn.sample(2, generator=torch.Generator().manual_seed(0), **kwargs), 1)
+    start = time.perf_counter()
+    recomputed = pixelcnn.sample(2, generator=torch.Generator().manual_seed(0), use_cache=False, **kwargs)
+    recompute = time.perf_counter() - start
+    same = torch.equal(recomputed, pixelcnn.sample(2, generator=torch.Generator().manual_seed(0), **kwargs))
+    result.update({"pixelcnn_row_cache_speedup_at_batch_2": round(recompute / cached, 1),
+                   "pixelcnn_row_cache_same_samples": same})
+    return result
 
 
 # --- 2. training overhead ---------------------------------------------------------------------------------
@@ -209,9 +247,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--codes", default=None, help="Fashion-MNIST codes folder (default: make one)")
     parser.add_argument("--tokenizer_steps", type=int, default=300, help="when making codes: tokenizer training steps")
     parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--sample_size", default="small", help="GPT preset for the sampling benchmark")
-    parser.add_argument("--sample_batch", type=int, default=16)
-    parser.add_argument("--sample_repeats", type=int, default=5, help="timed runs of each fast loop (median)")
+    parser.add_argument("--sample_models", default="26M,small", help=f"GPT priors to sample: of {sorted(SAMPLING_MODELS)}")
+    parser.add_argument("--sample_batches", default="1,16,64", help="batch sizes to sample at")
+    parser.add_argument("--sample_repeats", type=int, default=3, help="timed runs of each sampler (median)")
+    parser.add_argument("--pixelcnn_batch", type=int, default=16, help="batch of the PixelCNN-vs-GPT images/s")
     parser.add_argument("--train_size", default="small", help="GPT preset for training overhead and quality")
     parser.add_argument("--pixelcnn_size", default="small")
     parser.add_argument("--batch_size", type=int, default=64)

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from .decode_step import FusedLlamaDecoder
 from .files import PriorFiles, normalize_data_fields
-from .kv_cache import preallocated_cache
 from .sampling import (
     check_codes,
     check_labels,
@@ -199,13 +199,10 @@ class GPTPrior(PriorFiles, nn.Module):
             ))
         return torch.cat(chunks).reshape(batch_size, *self.config.grid_shape)
 
-    def _next_code_logits(self, input_ids: torch.Tensor, cache) -> torch.Tensor:
-        """Logits over the K codes for the token after `input_ids` (B', t): runs the decoder stack and only the
-        code rows of the LM head at the last position (the class and null rows are never sampled). Positions
-        continue from the cache's length (transformers reads it from `past_key_values`)."""
-        hidden = self.transformer.model(
-            input_ids=input_ids, past_key_values=cache, use_cache=cache is not None
-        ).last_hidden_state[:, -1]  # (B', D)
+    def _recomputed_code_logits(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Logits over the K codes for the token after `sequence` (B', t), recomputing the whole sequence through
+        transformers (`use_cache=False`: the slow reference the decode step is compared with)."""
+        hidden = self.transformer.model(input_ids=sequence, use_cache=False).last_hidden_state[:, -1]  # (B', D)
         return hidden @ self.transformer.lm_head.weight[: self.config.codebook_size].t()  # (B', K)
 
     def _sample_chunk(self, condition, context, tokens, guided, scale, temperature, top_k, top_p, generator, use_cache):
@@ -215,12 +212,14 @@ class GPTPrior(PriorFiles, nn.Module):
             condition = torch.cat([condition, torch.full_like(condition, self.config.null_token)])
         double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
         sequence = torch.cat([condition[:, None], double(context), double(tokens)], dim=1)  # (B', 1 + T + p)
-        # Keys and values in preallocated buffers, attended over the filled positions only (kv_cache.py).
-        length = self.config.context_length + self.config.sequence_length
-        cache = preallocated_cache(self.config.num_layers, length) if use_cache else None
+        if use_cache:  # one new token per step through the fused decode step (decode_step.py)
+            length = self.config.context_length + self.config.sequence_length
+            next_logits = FusedLlamaDecoder(self.transformer, self.config.codebook_size, sequence.shape[0], length)
+        else:
+            next_logits = self._recomputed_code_logits
         step_input = sequence
         while tokens.shape[1] < self.config.sequence_length:
-            logits = self._next_code_logits(step_input, cache)
+            logits = next_logits(step_input)
             if guided:
                 logits = guide(logits, scale)
             new = pick_tokens(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)

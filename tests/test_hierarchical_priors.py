@@ -61,8 +61,9 @@ def test_sampling_with_a_context_is_seeded_keeps_the_prefix_and_guides(kind):
     assert not torch.equal(first, other)
 
 
-def test_gpt_context_sampling_with_and_without_the_cache_agree():
-    model = bottom_prior("gpt", num_classes=3)
+@pytest.mark.parametrize("kind", ["gpt", "pixelcnn"])
+def test_context_sampling_with_and_without_the_cache_agree(kind):
+    model = bottom_prior(kind, num_classes=3)
     _, context = grids(count=4)
     kwargs = dict(class_labels=[0, 1, 2, -1], context=context, guidance_scale=1.5, top_p=0.9)
     cached = model.sample(4, generator=torch.Generator().manual_seed(3), **kwargs)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from prior import GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
-from prior.kv_cache import preallocated_cache
+from prior.decode_step import FusedLlamaDecoder
 from prior.sampling import guide, pick_tokens
 from tests.conftest import tiny_prior
 
@@ -57,37 +57,30 @@ def test_pixelcnn_too_shallow_for_grid_is_refused():
     assert torch.equal(dep, torch.ones(64, 64).tril(-1).bool())
 
 
-def test_gpt_cached_logits_equal_uncached():
-    """A prefill of 5 positions then one position per call through the preallocated cache = one full pass."""
+def test_fused_decode_step_logits_equal_the_transformers_forward():
+    """A prompt of 5 positions then one position per call through the fused decode step = one full pass."""
     model = gpt()
     codes = torch.randint(0, K, (2, *GRID))
     labels = torch.tensor([0, -1])
     full = model(codes, labels).reshape(2, -1, K)
-    cache = preallocated_cache(model.config.num_layers, model.config.sequence_length)
     inputs = torch.cat([model.condition_tokens(labels, 2, codes.device)[:, None], codes.reshape(2, -1)[:, :-1]], 1)
-    with torch.no_grad():
-        stepwise = [model.transformer(input_ids=inputs[:, :5], past_key_values=cache, use_cache=True).logits[:, :, :K]]
-        for t in range(5, inputs.shape[1]):
-            out = model.transformer(input_ids=inputs[:, t : t + 1], past_key_values=cache, use_cache=True)
-            stepwise.append(out.logits[:, -1:, :K])
-    assert cache.get_seq_length() == inputs.shape[1]
-    assert torch.allclose(torch.cat(stepwise, 1), full, atol=1e-5)
+    decoder = FusedLlamaDecoder(model.transformer, K, batch_size=2, max_length=inputs.shape[1])
+    stepwise = [decoder(inputs[:, :5])] + [decoder(inputs[:, t : t + 1]) for t in range(5, inputs.shape[1])]
+    assert decoder.filled == inputs.shape[1]
+    assert torch.allclose(torch.stack(stepwise, 1), full[:, 4:], atol=1e-5)
 
 
-def test_preallocated_cache_returns_the_filled_part_and_refuses_overflow():
-    cache = preallocated_cache(num_layers=1, max_length=4)
-    first, second = torch.randn(2, 3, 3, 8), torch.randn(2, 3, 1, 8)
-    cache.update(first, -first, 0)
-    keys, values = cache.update(second, -second, 0)
-    assert keys.shape == (2, 3, 4, 8) and torch.equal(keys, torch.cat([first, second], 2))
-    assert torch.equal(values, -keys)
+def test_fused_decode_step_refuses_what_it_cannot_hold():
+    model = gpt()
+    decoder = FusedLlamaDecoder(model.transformer, K, batch_size=2, max_length=4)
+    decoder(torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="one token per call"):
+        decoder(torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="built for 2"):
+        decoder(torch.zeros(3, 1, dtype=torch.long))
+    decoder(torch.zeros(2, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="cannot take position 4"):
-        cache.update(second, second, 0)
-    with pytest.raises(NotImplementedError):
-        cache.crop(-1)
-    cache.reset()
-    keys, _ = cache.update(second, second, 0)
-    assert cache.get_seq_length() == 1 and torch.equal(keys, second)
+        decoder(torch.zeros(2, 1, dtype=torch.long))
 
 
 def reference_sample(model, n, labels, generator, scale=1.0, prefix=None, temperature=1.0, top_k=None, top_p=None):
@@ -129,11 +122,32 @@ def test_guided_sampling_with_filters_matches_reference(name):
     assert torch.equal(fast, slow)
 
 
-def test_gpt_sampling_without_cache_gives_the_same_grids():
-    model = gpt()
-    a = model.sample(3, class_labels=1, generator=torch.Generator().manual_seed(3))
-    b = model.sample(3, class_labels=1, generator=torch.Generator().manual_seed(3), use_cache=False)
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_sampling_without_cache_gives_the_same_grids(name):
+    """The fast paths (GPT: the fused decode step; PixelCNN: the row cache) against recomputing everything per
+    cell, with a prefix that ends mid-row, guidance and top-p."""
+    model = BUILDERS[name]()
+    kwargs = dict(class_labels=[1, 0, -1], prefix=torch.randint(0, K, (3, 7)), guidance_scale=2.0, top_p=0.9)
+    a = model.sample(3, generator=torch.Generator().manual_seed(3), **kwargs)
+    b = model.sample(3, generator=torch.Generator().manual_seed(3), use_cache=False, **kwargs)
     assert torch.equal(a, b)
+
+
+def test_pixelcnn_row_cache_gives_the_forward_logits():
+    """The row-cached pass's logits at every cell equal `forward`'s (the sampler records them via `pick`)."""
+    model = pixelcnn()
+    codes = torch.randint(0, K, (2, *GRID))
+    labels = torch.tensor([2, -1])
+    full = model(codes, labels).reshape(2, -1, K)
+    seen = []
+
+    def replay(logits):  # write back the given codes, so the pass walks through `codes`
+        seen.append(logits)
+        return codes.reshape(2, -1)[:, len(seen) - 1]
+
+    with torch.no_grad():
+        model._sample_rows(torch.zeros(2, GRID[0] * GRID[1], dtype=torch.long), 0, labels, None, replay)
+    assert torch.allclose(torch.stack(seen, 1), full, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
