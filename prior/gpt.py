@@ -217,14 +217,13 @@ class GPTPrior(PriorFiles, nn.Module):
             next_logits = FusedLlamaDecoder(self.transformer, self.config.codebook_size, sequence.shape[0], length)
         else:
             next_logits = self._recomputed_code_logits
-        step_input = sequence
+        step_input = sequence  # cached: the prompt, then each new token alone; recomputed: the whole sequence
         while tokens.shape[1] < self.config.sequence_length:
             logits = next_logits(step_input)
             if guided:
                 logits = guide(logits, scale)
             new = pick_tokens(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
             tokens = torch.cat([tokens, new], dim=1)
-            sequence = torch.cat([sequence, double(new)], dim=1)
-            step_input = double(new) if use_cache else sequence
+            step_input = double(new) if use_cache else torch.cat([step_input, double(new)], dim=1)
         return tokens
 

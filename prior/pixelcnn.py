@@ -248,9 +248,9 @@ class PixelCNNPrior(PriorFiles, nn.Module):
                 cond = torch.cat([cond, torch.full_like(cond, -1)])
             chunk_context = double(grids[start:stop].to(device)) if grids is not None else None
 
-            def pick(logits: torch.Tensor) -> torch.Tensor:  # (B', K) → (B,)
+            def pick(logits: torch.Tensor) -> torch.Tensor:  # (B', K) → (B',): each grid's token, twice if guided
                 logits = guide(logits, guidance_scale) if guided else logits
-                return pick_tokens(logits, temperature, top_k, top_p, generator)
+                return double(pick_tokens(logits, temperature, top_k, top_p, generator))
 
             fill = self._sample_rows if use_cache else self._sample_recomputed
             out.append(fill(double(codes), given.shape[1], cond, chunk_context, pick)[: stop - start])
@@ -261,14 +261,13 @@ class PixelCNNPrior(PriorFiles, nn.Module):
         """As `_sample_rows`, by running `forward` over the whole grid for every cell."""
         h, w = self.config.grid_shape
         for t in range(start, h * w):
-            new = pick(self(codes.view(-1, h, w), condition, context)[:, t // w, t % w])  # (B,)
-            codes[:, t] = torch.cat([new] * (codes.shape[0] // new.shape[0]))
+            codes[:, t] = pick(self(codes.view(-1, h, w), condition, context)[:, t // w, t % w])
         return codes
 
     def _sample_rows(self, codes: torch.Tensor, start: int, condition: torch.Tensor, context: torch.Tensor | None,
                      pick) -> torch.Tensor:
-        """Fill codes (B', h*w) from cell `start` on, in place; `pick` turns (B', K) logits into (B,) tokens
-        (B' = B, or 2B under guidance with the rows written twice).
+        """Fill codes (B', h*w) from cell `start` on, in place; `pick` turns (B', K) logits into (B',) tokens
+        (B' = B, or 2B under guidance with each grid's token written twice).
 
         Only what a new code changes is computed: the condition's and the context stack's gate biases once per
         call; the vertical stack (it sees only the rows above) once per row; then per cell, each layer's
@@ -283,7 +282,8 @@ class PixelCNNPrior(PriorFiles, nn.Module):
         grid = codes.view(-1, h, w)
         for i in range(start // w, h):
             above = self._from_rows_above(grid[:, :i], biases)  # per layer (B', 2D, 1, w)
-            states = [None] * len(self.layers)  # per layer: this row's horizontal outputs (B', D, 1, w)
+            # Per layer: this row's horizontal outputs (B', D, 1, w), filled cell by cell.
+            states = [self.embed.weight.new_empty(grid.shape[0], self.config.hidden_channels, 1, w) for _ in self.layers]
             for j in range(w):  # cells before `start` in its row only fill the states
                 for n, (layer, from_above, (_, cond_h)) in enumerate(zip(self.layers, above, biases)):
                     # The cells this layer's kernel reads at j: half to the left (one more for the first layer,
@@ -292,13 +292,9 @@ class PixelCNNPrior(PriorFiles, nn.Module):
                     window = (self.embed(grid[:, i, low : j + 1]).permute(0, 2, 1)[:, :, None] if n == 0
                               else states[n - 1][..., low : j + 1])  # (B', D, 1, j+1-low)
                     bias = cond_h[:, :, i : i + 1, low : j + 1] if cond_h.shape[2] > 1 else cond_h
-                    out = layer.horizontal_step(window, from_above[..., low : j + 1], bias)[..., -1:]
-                    if states[n] is None:
-                        states[n] = out.new_empty(*out.shape[:3], w)
-                    states[n][..., j : j + 1] = out
+                    states[n][..., j : j + 1] = layer.horizontal_step(window, from_above[..., low : j + 1], bias)[..., -1:]
                 if i * w + j >= start:
-                    new = pick(self.head(states[-1][..., j : j + 1]).flatten(1))  # (B', K) logits → (B,)
-                    grid[:, i, j] = torch.cat([new] * (grid.shape[0] // new.shape[0]))
+                    grid[:, i, j] = pick(self.head(states[-1][..., j : j + 1]).flatten(1))  # (B', K) logits
         return codes
 
     def _from_rows_above(self, rows: torch.Tensor, biases) -> list[torch.Tensor]:
