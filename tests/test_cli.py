@@ -8,6 +8,7 @@ import pytest
 from pipelines.cli import config_from_dict, config_leaves, config_parser, parse_config
 from prior.training import TrainPriorConfig
 from tokenizer.data import ImageDataConfig
+from tokenizer.losses import LossConfig
 from tests.conftest import start_script
 from tokenizer.training import TrainTokenizerConfig
 
@@ -144,6 +145,8 @@ def test_the_defaults_are_the_small_32px_preset(tmp_path):
     preset, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "small-32px"])
     assert plain == preset
     assert plain.model.quantizer.ema_decay == 0.9 and plain.lr_schedule == "cosine"
+    assert (plain.loss.perceptual_loss, plain.loss.perceptual_weight) == ("stlpips-alex", 0.1)
+    assert plain.loss == LossConfig(disc_start_step=6000)  # the dataclass defaults are the preset's too
     # The discriminator starts at 60% of whatever budget is given, unless a step is.
     assert plain.loss.disc_start_step == 6000
     short, _ = parse_config(TrainTokenizerConfig, parser, base + ["--max_steps", "400"])

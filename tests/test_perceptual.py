@@ -151,9 +151,9 @@ def test_standard_lpips_fails_loudly(monkeypatch: pytest.MonkeyPatch, tmp_path) 
 def test_default_is_a_concrete_loss_and_missing_weights_fail(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     from tokenizer.losses import LossConfig
 
-    assert LossConfig().perceptual_loss == "stlpips-vgg" and "auto" not in PERCEPTUAL_LOSSES
+    assert LossConfig().perceptual_loss == "stlpips-alex" and "auto" not in PERCEPTUAL_LOSSES
     assert is_available("stlpips-vgg") and is_available("stlpips-alex")
-    assert build_perceptual_loss(LossConfig().perceptual_loss).trunk == "stlpips-vgg"
+    assert build_perceptual_loss(LossConfig().perceptual_loss).trunk == "stlpips-alex"
     monkeypatch.setattr(perceptual, "stlpips_weights_path", lambda name: tmp_path / "absent.pth")
     assert not is_available("stlpips-vgg")
     with pytest.raises(FileNotFoundError, match="absent.pth.*pip install stlpips-pytorch"):

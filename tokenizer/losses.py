@@ -22,10 +22,11 @@ GAN_LOSSES = ("hinge", "non-saturating")
 class LossConfig:
     reconstruction_loss: str = field(default="l1", metadata={"help": f"one of {RECONSTRUCTION_LOSSES}"})
     reconstruction_weight: float = 1.0
-    # The shipped ST-LPIPS VGG; a missing weight file is an error, never a silent "no perceptual loss".
-    perceptual_loss: str = field(default="stlpips-vgg", metadata={
+    # The shipped ST-LPIPS AlexNet at 0.1, the small-32px preset's (a test keeps them equal); a missing weight
+    # file is an error, never a silent "no perceptual loss".
+    perceptual_loss: str = field(default="stlpips-alex", metadata={
         "help": f"one of {PERCEPTUAL_LOSSES} (none = plain VQ-VAE reconstruction loss)"})
-    perceptual_weight: float = 1.0
+    perceptual_weight: float = 0.1
     # Multiplies the bottleneck's own loss: the quantiser's codebook + β·commitment terms, or a vae's β_KL·KL.
     quantizer_weight: float = 1.0
     gan_loss: str = field(default="hinge", metadata={"help": f"one of {GAN_LOSSES}"})
