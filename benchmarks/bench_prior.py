@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark: prior sampling and training speed on CPU, and prior quality on Fashion-MNIST codes.
+"""Benchmark: prior sampling and training speed, and prior quality on Fashion-MNIST codes.
 
 1. Sampling (issue 13), random weights, a 16x16 grid of 1,024 codes, class-conditional, top-k 100, all threads:
    for the 26M-parameter GPT (8 layers, width 512, SwiGLU 1344) and the small preset at batch 1, 16 and 64,
@@ -7,7 +7,8 @@
    (the decode step's matmuls alone over fused weights: every weight read once per step, the memory-bound
    limit), with our share of that floor (goal: >= 0.6 for the 26M model at batch 16); then images/s of the
    small GPT and of a PixelCNN of the same parameter count, and the PixelCNN row cache against recomputing
-   the grid per cell (same samples).
+   the grid per cell (same samples). `--device cuda` samples on a GPU (add `--sample_batches 1,16,64,256`);
+   `--compile` adds our compiled static step (CUDA graphs there) and generate() with a static cache.
 2. Training tokens/s of our loop (PriorTrainer.train_step) against a bare PyTorch loop over the same model
    and data (goal: overhead <= 10%).
 3. Validation bits per token of both priors after a fixed budget on Fashion-MNIST codes made by a "Stage
@@ -15,6 +16,7 @@
 
     python benchmarks/bench_prior.py --codes codes/fmnist-train        # codes from tokenize_dataset.py
     python benchmarks/bench_prior.py                                   # trains a small tokenizer and tokenizes first
+    python benchmarks/bench_prior.py --parts sampling --device cuda --compile --sample_batches 1,16,64,256
 """
 
 from __future__ import annotations
@@ -53,20 +55,29 @@ SAMPLING_MODELS = {
 SAMPLING_GRID, SAMPLING_CODES, SAMPLING_CLASSES, SAMPLING_TOP_K = (16, 16), 1024, 8, 100
 
 
-def sampling_gpt(name: str) -> GPTPrior:
+def sampling_gpt(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> GPTPrior:
     torch.manual_seed(0)
     config = GPTPriorConfig(codebook_size=SAMPLING_CODES, grid_shape=SAMPLING_GRID, num_classes=SAMPLING_CLASSES,
                             **SAMPLING_MODELS[name])
-    return GPTPrior(config).eval()
+    return GPTPrior(config).eval().to(device=device, dtype=dtype)
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued kernels (timings end when the work does, not when it is launched)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def median_seconds(fn, repeats: int) -> float:
-    """Median seconds of `repeats` calls after one untimed call (first calls pay allocator and lazy-init costs)."""
+    """Median seconds of `repeats` calls after one untimed call (first calls pay allocator and lazy-init costs,
+    and compilation)."""
     fn()
+    synchronize()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -75,10 +86,12 @@ def median_seconds(fn, repeats: int) -> float:
 def weight_floor_step(model: GPTPrior, batch: int):
     """The decode step's weight matmuls alone, as `step()`: per layer x @ qkv, a @ out, x @ gate_up, m @ down
     over distinct fused (in, out) weights, then the code head; every weight is read once per step. At these
-    batches a step is memory-bound, so this is the speed no decode step can beat by much."""
+    batches a step is memory-bound, so this is the speed no decode step can beat by much (on a GPU the
+    matmuls are launched one by one from Python, so there it is a launch-bound reference, not a floor)."""
     decoder = FusedLlamaDecoder(model.transformer, model.config.codebook_size, batch, max_length=1)
     hidden, inner = model.config.hidden_size, decoder.layers[0].down.shape[0]
-    x, m = torch.randn(batch, hidden), torch.randn(batch, inner)
+    like = decoder.head
+    x, m = torch.randn(batch, hidden).to(like), torch.randn(batch, inner).to(like)
 
     def step():
         for layer in decoder.layers:
@@ -89,43 +102,54 @@ def weight_floor_step(model: GPTPrior, batch: int):
 
 
 @torch.no_grad()
-def generate_codes(model: GPTPrior, labels: torch.Tensor) -> torch.Tensor:
+def generate_codes(model: GPTPrior, labels: torch.Tensor, **generate_kwargs) -> torch.Tensor:
     """transformers' generate() on the same model: the class token, then 256 sampled tokens (top-k 100)."""
     prompt = model.condition_tokens(labels, labels.shape[0], labels.device)[:, None]
     n = model.config.sequence_length
     return model.transformer.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
                                       min_new_tokens=n, do_sample=True, top_k=SAMPLING_TOP_K,
-                                      pad_token_id=model.config.null_token)
+                                      pad_token_id=model.config.null_token, **generate_kwargs)
 
 
 def sampling_speed(args) -> dict:
-    """GPT tokens/s: ours, generate() and the weight-matmul floor at each batch; PixelCNN images/s beside."""
+    """GPT tokens/s: ours, generate() and the weight-matmul floor at each batch (with --compile also our compiled
+    static step and generate() with a static cache, which transformers compiles on a GPU); PixelCNN images/s
+    beside."""
+    device, dtype = args.device, getattr(torch, args.dtype)
     rows = {}
     for name in args.sample_models.split(","):
-        model = sampling_gpt(name)
+        model = sampling_gpt(name, device, dtype)
         n = model.config.sequence_length
         row = {"parameters": sum(p.numel() for p in model.parameters())}
         for batch in (int(b) for b in args.sample_batches.split(",")):
-            labels = torch.arange(batch) % SAMPLING_CLASSES
-            ours = median_seconds(lambda: model.sample(batch, class_labels=labels, top_k=SAMPLING_TOP_K,
-                                                       generator=torch.Generator().manual_seed(0)), args.sample_repeats)
-            generate = median_seconds(lambda: generate_codes(model, labels), args.sample_repeats)
+            labels = torch.arange(batch, device=device) % SAMPLING_CLASSES
+            seconds = {}
+            for compiled in (False, True) if args.compile else (False,):
+                key = "ours_compiled" if compiled else "ours"
+                seconds[key] = median_seconds(lambda: model.sample(
+                    batch, class_labels=labels, top_k=SAMPLING_TOP_K, compile=compiled,
+                    generator=torch.Generator(device).manual_seed(0)), args.sample_repeats)
+            seconds["generate"] = median_seconds(lambda: generate_codes(model, labels), args.sample_repeats)
+            if args.compile:
+                seconds["generate_static_cache"] = median_seconds(
+                    lambda: generate_codes(model, labels, cache_implementation="static"), args.sample_repeats)
             step = weight_floor_step(model, batch)
             floor = median_seconds(lambda: [step() for _ in range(n)], args.sample_repeats)
+            best_ours = min(seconds["ours"], seconds.get("ours_compiled", math.inf))
             row[f"batch_{batch}"] = {
-                "ours_tokens_per_s": round(batch * n / ours, 1),
-                "generate_tokens_per_s": round(batch * n / generate, 1),
+                **{f"{key}_tokens_per_s": round(batch * n / value, 1) for key, value in seconds.items()},
                 "floor_tokens_per_s": round(batch * n / floor, 1),
-                "share_of_floor": round(floor / ours, 3),
-                "over_generate": round(generate / ours, 2),
+                "share_of_floor": round(floor / best_ours, 3),
+                "over_generate": round(min(v for k, v in seconds.items() if k.startswith("generate")) / best_ours, 2),
             }
         rows[f"gpt {name}"] = row
     rows["pixelcnn_vs_gpt"] = pixelcnn_speed(args)
-    return {"grid": list(SAMPLING_GRID), "codebook_size": SAMPLING_CODES, "top_k": SAMPLING_TOP_K,
+    return {"device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu", "dtype": args.dtype,
+            "grid": list(SAMPLING_GRID), "codebook_size": SAMPLING_CODES, "top_k": SAMPLING_TOP_K,
             "repeats": args.sample_repeats, **rows}
 
 
-def pixelcnn_of_size(parameters: int) -> PixelCNNPrior:
+def pixelcnn_of_size(parameters: int, device: str = "cpu", dtype: torch.dtype = torch.float32) -> PixelCNNPrior:
     """The PixelCNN (small preset's depth, raised for the grid) whose width brings it nearest `parameters`."""
     def build(channels: int) -> PixelCNNPrior:
         torch.manual_seed(0)
@@ -134,30 +158,32 @@ def pixelcnn_of_size(parameters: int) -> PixelCNNPrior:
         return PixelCNNPrior(config).eval()
 
     count = lambda channels: sum(p.numel() for p in build(channels).parameters())  # noqa: E731
-    return build(min(range(16, 513, 16), key=lambda c: abs(count(c) - parameters)))
+    return build(min(range(16, 513, 16), key=lambda c: abs(count(c) - parameters))).to(device=device, dtype=dtype)
 
 
 def pixelcnn_speed(args) -> dict:
     """Images/s of the GPT (small) and a PixelCNN of the same parameter count, one batch each; the PixelCNN's
     row cache against recomputing the grid for every cell (the per-cell work it replaced) on a few images."""
-    gpt = sampling_gpt("small")
+    device, dtype = args.device, getattr(torch, args.dtype)
+    gpt = sampling_gpt("small", device, dtype)
     gpt_parameters = sum(p.numel() for p in gpt.parameters())
-    pixelcnn = pixelcnn_of_size(gpt_parameters)
-    batch, labels = args.pixelcnn_batch, torch.arange(args.pixelcnn_batch) % SAMPLING_CLASSES
+    pixelcnn = pixelcnn_of_size(gpt_parameters, device, dtype)
+    batch, labels = args.pixelcnn_batch, torch.arange(args.pixelcnn_batch, device=device) % SAMPLING_CLASSES
+    generator = lambda: torch.Generator(device).manual_seed(0)  # noqa: E731
     result = {"batch": batch, "gpt_parameters": gpt_parameters,
               "pixelcnn_parameters": sum(p.numel() for p in pixelcnn.parameters()),
               "pixelcnn_channels": pixelcnn.config.hidden_channels, "pixelcnn_layers": pixelcnn.config.num_layers}
     for name, model in (("gpt", gpt), ("pixelcnn", pixelcnn)):
         seconds = median_seconds(lambda: model.sample(batch, class_labels=labels, top_k=SAMPLING_TOP_K,
-                                                      generator=torch.Generator().manual_seed(0)), 1)
+                                                      generator=generator()), 1)
         result[f"{name}_images_per_s"] = round(batch / seconds, 2)
-    few = torch.arange(2)
-    kwargs = dict(class_labels=few, top_k=SAMPLING_TOP_K)
-    cached = median_seconds(lambda: pixelcnn.sample(2, generator=torch.Generator().manual_seed(0), **kwargs), 1)
+    kwargs = dict(class_labels=torch.arange(2, device=device), top_k=SAMPLING_TOP_K)
+    cached = median_seconds(lambda: pixelcnn.sample(2, generator=generator(), **kwargs), 1)
     start = time.perf_counter()
-    recomputed = pixelcnn.sample(2, generator=torch.Generator().manual_seed(0), use_cache=False, **kwargs)
+    recomputed = pixelcnn.sample(2, generator=generator(), use_cache=False, **kwargs)
+    synchronize()
     recompute = time.perf_counter() - start
-    same = torch.equal(recomputed, pixelcnn.sample(2, generator=torch.Generator().manual_seed(0), **kwargs))
+    same = torch.equal(recomputed, pixelcnn.sample(2, generator=generator(), **kwargs))
     result.update({"pixelcnn_row_cache_speedup_at_batch_2": round(recompute / cached, 1),
                    "pixelcnn_row_cache_same_samples": same})
     return result
@@ -251,6 +277,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sample_batches", default="1,16,64", help="batch sizes to sample at")
     parser.add_argument("--sample_repeats", type=int, default=3, help="timed runs of each sampler (median)")
     parser.add_argument("--pixelcnn_batch", type=int, default=16, help="batch of the PixelCNN-vs-GPT images/s")
+    parser.add_argument("--device", default="cpu", help="where the sampling part runs (cpu, cuda)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="the sampled models' dtype")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time GPTPrior.sample(compile=True) (CUDA graphs on a GPU) and generate() with a "
+                             "static cache (compiled by transformers on a GPU)")
     parser.add_argument("--train_size", default="small", help="GPT preset for training overhead and quality")
     parser.add_argument("--pixelcnn_size", default="small")
     parser.add_argument("--batch_size", type=int, default=64)

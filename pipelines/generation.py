@@ -251,11 +251,16 @@ class ImageGenerationPipeline:
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         batch_size: int = 64,
+        compile: bool = False,
     ) -> GenerationOutput:
         """Sample `num_images` code grids with the prior (two levels: the top grid, then the bottom grid given it,
-        with the same settings) and decode them with the tokenizer."""
+        with the same settings) and decode them with the tokenizer. `compile=True` samples GPT priors through
+        their compiled decode step (`GPTPrior.sample`; worth it on a GPU, where it replays CUDA graphs)."""
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type={output_type!r}: expected one of {OUTPUT_TYPES}")
+        if compile and (not self.priors or any(prior.prior_type != "gpt" for prior in self.priors)):
+            raise ValueError("compile=True: only GPT priors have a compiled sampler; this pipeline has "
+                             f"{[prior.prior_type for prior in self.priors]}")
         if num_images < 1 or batch_size < 1:
             raise ValueError(f"num_images={num_images}, batch_size={batch_size}: expected positive integers")
         if self.prior is None:
@@ -274,6 +279,7 @@ class ImageGenerationPipeline:
                     temperature=temperature, top_k=top_k, top_p=top_p, guidance_scale=guidance_scale,
                     prefix=None if prefixes[level] is None else prefixes[level][start:stop],
                     generator=generator, context=grids[0] if level else None,
+                    **({"compile": True} if compile else {}),
                 ))
                 indices[level].append(grids[-1].cpu())
             decoded = self.tokenizer.decode_levels(grids).float().clamp(-1, 1)

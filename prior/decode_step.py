@@ -8,6 +8,10 @@ fused copies are made from the live transformers weights at every `FusedLlamaDec
 saved and never stale after training; keys and values go to preallocated buffers, read over the filled
 positions only. `GPTPrior.forward` (training, and the reference these steps are tested against) stays on
 transformers.
+
+On a GPU a decode step at these sizes is bound by kernel launches, not bytes: `static=True` gives the one-token
+step fixed shapes (the position is a tensor, the cache is written by index and read whole under a mask) so
+that `compile_decoder` turns it into one graph, replayed as a CUDA graph (`mode="reduce-overhead"`).
 """
 
 from __future__ import annotations
@@ -32,17 +36,18 @@ class FusedLayer:
 
 
 def fused_layer(layer) -> FusedLayer:
-    """A transformers LlamaDecoderLayer → its weights fused and transposed (copies)."""
+    """A transformers LlamaDecoderLayer → its weights fused and transposed (copies; the norms are copied too, so
+    that `FusedLlamaDecoder.load_weights` can refresh every tensor in place)."""
     attention, mlp = layer.self_attn, layer.mlp
     for linear in (attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj,
                    mlp.gate_proj, mlp.up_proj, mlp.down_proj):
         if linear.bias is not None:
             raise ValueError("the fused decode step has no biases: expected attention_bias=False, mlp_bias=False")
     return FusedLayer(
-        attention_norm=layer.input_layernorm.weight.detach(),
+        attention_norm=layer.input_layernorm.weight.detach().clone(),
         qkv=torch.cat([attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight]).t().contiguous(),
         out=attention.o_proj.weight.t().contiguous(),
-        mlp_norm=layer.post_attention_layernorm.weight.detach(),
+        mlp_norm=layer.post_attention_layernorm.weight.detach().clone(),
         gate_up=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).t().contiguous(),
         down=mlp.down_proj.weight.t().contiguous(),
     )
@@ -53,29 +58,54 @@ class FusedLlamaDecoder:
 
     The first call (the prompt: condition, context, prefix) may hold several tokens; every later call holds one.
     Together the calls compute what `llama(all tokens so far).logits[:, -1, :num_logits]` does (tested).
+    With `static=True` the one-token calls go through `static_step` (fixed shapes; what `compile_decoder`
+    compiles); the same logits within float tolerance (tested).
     """
 
-    def __init__(self, llama: LlamaForCausalLM, num_logits: int, batch_size: int, max_length: int):
+    def __init__(self, llama: LlamaForCausalLM, num_logits: int, batch_size: int, max_length: int,
+                 static: bool = False):
         config = llama.config
         if config.num_key_value_heads != config.num_attention_heads:
             raise ValueError("the fused decode step expects as many key/value heads as query heads")
         model, dtype = llama.model, llama.lm_head.weight.dtype
+        self.num_logits = num_logits
         self.heads = config.num_attention_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.eps = config.rms_norm_eps
         self.activation = model.layers[0].mlp.act_fn
-        self.embedding = model.embed_tokens.weight.detach()  # (V, D): read, not copied
+        self.embedding = model.embed_tokens.weight.detach().clone()  # (V, D)
         self.layers = [fused_layer(layer) for layer in model.layers]
-        self.final_norm = model.norm.weight.detach()
+        self.final_norm = model.norm.weight.detach().clone()
         self.head = llama.lm_head.weight[:num_logits].t().contiguous()  # (D, K): only the rows that are sampled
         device = self.embedding.device
         positions = torch.arange(max_length, device=device)[None]  # (1, L)
         cos, sin = model.rotary_emb(self.embedding[:1], positions)  # (1, L, head_dim) each, the model's RoPE
         self.cos, self.sin = cos[0].to(dtype), sin[0].to(dtype)
         shape = (len(self.layers), batch_size, self.heads, max_length, self.head_dim)
-        self.keys = torch.empty(shape, dtype=dtype, device=device)
-        self.values = torch.empty(shape, dtype=dtype, device=device)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.filled = 0
+        self.static = static
+        # Static mode: the next position as a tensor (1,) and the cache positions (L,) it masks against.
+        self.position = torch.zeros(1, dtype=torch.long, device=device)
+        self.cache_positions = torch.arange(max_length, device=device)
+        self.one_token_step = self.static_step  # compile_decoder replaces it with its compiled self
+
+    def load_weights(self, llama: LlamaForCausalLM) -> None:
+        """Refresh every fused weight in place from the live model (a compiled decoder keeps its addresses, so
+        its graph is replayed rather than recorded again) and empty the cache."""
+        fresh = FusedLlamaDecoder(llama, self.num_logits, batch_size=1, max_length=1)
+        for mine, new in zip(self.layers + [self], fresh.layers + [fresh]):
+            for name in ("attention_norm", "qkv", "out", "mlp_norm", "gate_up", "down", "embedding", "final_norm",
+                         "head"):
+                if hasattr(mine, name):
+                    getattr(mine, name).copy_(getattr(new, name))
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty the cache for a new batch of sequences (the buffers stay where they are)."""
+        self.filled = 0
+        self.position.zero_()
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """LlamaRMSNorm: normalised in float32, scaled in the model's dtype."""
@@ -88,6 +118,17 @@ class FusedLlamaDecoder:
         half = x.shape[-1] // 2
         return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
 
+    def _mlp(self, x: torch.Tensor, layer: FusedLayer) -> torch.Tensor:
+        gate, up = (self._rms_norm(x, layer.mlp_norm) @ layer.gate_up).chunk(2, dim=-1)  # (B, t, I) each
+        return x + (self.activation(gate) * up) @ layer.down
+
+    def _qkv(self, x: torch.Tensor, layer: FusedLayer, cos: torch.Tensor, sin: torch.Tensor):
+        """(B, t, D) → rotated q, rotated k and v, (B, H, t, d) each."""
+        b, t, _ = x.shape
+        qkv = (self._rms_norm(x, layer.attention_norm) @ layer.qkv).view(b, t, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        return self._rotate(q, cos, sin), self._rotate(k, cos, sin), v
+
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
         b, t = input_ids.shape
@@ -98,19 +139,63 @@ class FusedLlamaDecoder:
             raise ValueError(f"a batch of {b}: this decoder was built for {self.keys.shape[1]}")
         if stop > self.keys.shape[3]:
             raise ValueError(f"the decoder holds {self.keys.shape[3]} positions: cannot take position {stop - 1}")
+        if self.static and start > 0:
+            logits = self.one_token_step(input_ids, self.position)
+        else:
+            logits = self._dynamic_step(input_ids, start, stop)
+        self.filled = stop
+        self.position.fill_(stop)
+        return logits
+
+    def _dynamic_step(self, input_ids: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Tokens (B, t) at positions [start, stop) → logits (B, K), attending over the filled positions only."""
+        b, t = input_ids.shape
         cos, sin = self.cos[start:stop], self.sin[start:stop]  # (t, d)
         x = F.embedding(input_ids, self.embedding)  # (B, t, D)
         for i, layer in enumerate(self.layers):
-            qkv = (self._rms_norm(x, layer.attention_norm) @ layer.qkv).view(b, t, 3, self.heads, self.head_dim)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (B, H, t, d) each
-            self.keys[i, :, :, start:stop] = self._rotate(k, cos, sin)
+            q, k, v = self._qkv(x, layer, cos, sin)
+            self.keys[i, :, :, start:stop] = k
             self.values[i, :, :, start:stop] = v
             # The prompt attends causally among itself; a later single token attends to everything written.
             attended = F.scaled_dot_product_attention(
-                self._rotate(q, cos, sin), self.keys[i, :, :, :stop], self.values[i, :, :, :stop], is_causal=t > 1
+                q, self.keys[i, :, :, :stop], self.values[i, :, :, :stop], is_causal=t > 1
             )  # (B, H, t, d)
-            x = x + attended.transpose(1, 2).reshape(b, t, -1) @ layer.out
-            gate, up = (self._rms_norm(x, layer.mlp_norm) @ layer.gate_up).chunk(2, dim=-1)  # (B, t, I) each
-            x = x + (self.activation(gate) * up) @ layer.down
-        self.filled = stop
+            x = self._mlp(x + attended.transpose(1, 2).reshape(b, t, -1) @ layer.out, layer)
         return self._rms_norm(x[:, -1], self.final_norm) @ self.head  # (B, K)
+
+    @torch.no_grad()
+    def static_step(self, input_ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """One token (B, 1) at `position` (1,) → logits (B, K), with every shape independent of the position:
+        RoPE and the cache are indexed by the tensor, attention reads the whole cache (L positions) under a
+        mask of the written ones. Reads up to twice the cache bytes of the dynamic step on average, which is
+        why only the compiled path uses it."""
+        b = input_ids.shape[0]
+        cos, sin = self.cos.index_select(0, position), self.sin.index_select(0, position)  # (1, d)
+        mask = (self.cache_positions <= position)[None]  # (1, L): True where written, this position included
+        x = F.embedding(input_ids, self.embedding)  # (B, 1, D)
+        for i, layer in enumerate(self.layers):
+            q, k, v = self._qkv(x, layer, cos, sin)
+            self.keys[i].index_copy_(2, position, k)
+            self.values[i].index_copy_(2, position, v)
+            attended = F.scaled_dot_product_attention(q, self.keys[i], self.values[i], attn_mask=mask)  # (B, H, 1, d)
+            x = self._mlp(x + attended.transpose(1, 2).reshape(b, 1, -1) @ layer.out, layer)
+        return self._rms_norm(x[:, -1], self.final_norm) @ self.head  # (B, K)
+
+
+def compile_decoder(decoder: FusedLlamaDecoder) -> FusedLlamaDecoder:
+    """Compile a static decoder's one-token step into one graph: on CUDA with `mode="reduce-overhead"` (CUDA
+    graphs: a step is replayed without launching its ~10 kernels per layer from Python), elsewhere with
+    inductor's defaults. Every tensor the step reads (cache, position, fused weights, RoPE tables) is marked as
+    a fixed address, so the graph writes the cache in place, nothing is copied in before a replay, and a decoder
+    refreshed by `load_weights` replays the same graph."""
+    if not decoder.static:
+        raise ValueError("compile_decoder needs a FusedLlamaDecoder built with static=True")
+    tensors = [decoder.keys, decoder.values, decoder.position, decoder.cache_positions, decoder.cos, decoder.sin,
+               decoder.embedding, decoder.final_norm, decoder.head]
+    for layer in decoder.layers:
+        tensors += [layer.attention_norm, layer.qkv, layer.out, layer.mlp_norm, layer.gate_up, layer.down]
+    for tensor in tensors:
+        torch._dynamo.mark_static_address(tensor)
+    mode = "reduce-overhead" if decoder.keys.is_cuda else None
+    decoder.one_token_step = torch.compile(decoder.static_step, mode=mode, fullgraph=True, dynamic=False)
+    return decoder

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from .decode_step import FusedLlamaDecoder
+from .decode_step import FusedLlamaDecoder, compile_decoder
 from .files import PriorFiles, normalize_data_fields
 from .sampling import (
     check_codes,
@@ -125,6 +125,8 @@ class GPTPrior(PriorFiles, nn.Module):
         )
         llama._attn_implementation = "sdpa"
         self.transformer = LlamaForCausalLM(llama)
+        # sample(compile=True): one compiled static decoder per (batch, device, dtype), refreshed at each call.
+        self._compiled_decoders: dict[tuple, FusedLlamaDecoder] = {}
 
     # --- training -------------------------------------------------------------------------------------
 
@@ -175,13 +177,17 @@ class GPTPrior(PriorFiles, nn.Module):
         max_batch_size: int = 256,
         use_cache: bool = True,
         context=None,
+        compile: bool = False,
     ) -> torch.Tensor:
         """New code grids (B, h, w). `prefix` (B, p) tokens or (B, rows, w) code rows is kept and continued;
         `context` (B, h_t, w_t): the top grids a bottom-level prior writes its grids for.
 
         guidance_scale 1.0 is plain conditional sampling; other values run the null condition beside it (with
         the same context) and mix the logits. Batches above `max_batch_size` are sampled in chunks.
-        `use_cache=False` recomputes the whole sequence at each step (for comparison only).
+        `use_cache=False` recomputes the whole sequence at each step (for comparison only). `compile=True` runs
+        each new token through a compiled static-shape step (CUDA graphs on a GPU; decode_step.compile_decoder):
+        the first call per batch size pays the compilation, later calls replay it; the same tokens up to float
+        rounding in the logits.
         """
         check_sampling_args(temperature, top_k, top_p, guidance_scale)
         device = self.transformer.device
@@ -195,7 +201,7 @@ class GPTPrior(PriorFiles, nn.Module):
             condition = self.condition_tokens(labels[start:stop], stop - start, device)
             chunks.append(self._sample_chunk(
                 condition, context[start:stop], prefix[start:stop], guided, guidance_scale, temperature, top_k,
-                top_p, generator, use_cache,
+                top_p, generator, use_cache, compile,
             ))
         return torch.cat(chunks).reshape(batch_size, *self.config.grid_shape)
 
@@ -205,7 +211,23 @@ class GPTPrior(PriorFiles, nn.Module):
         hidden = self.transformer.model(input_ids=sequence, use_cache=False).last_hidden_state[:, -1]  # (B', D)
         return hidden @ self.transformer.lm_head.weight[: self.config.codebook_size].t()  # (B', K)
 
-    def _sample_chunk(self, condition, context, tokens, guided, scale, temperature, top_k, top_p, generator, use_cache):
+    def _decoder(self, batch_size: int, compile: bool) -> FusedLlamaDecoder:
+        """The fused decode step for a batch: built fresh, or the compiled one for this shape with its weights
+        refreshed from the model (so training between calls is seen, and the graph is replayed, not rebuilt)."""
+        length = self.config.context_length + self.config.sequence_length
+        if not compile:
+            return FusedLlamaDecoder(self.transformer, self.config.codebook_size, batch_size, length)
+        key = (batch_size, self.transformer.device, self.transformer.dtype)
+        decoder = self._compiled_decoders.get(key)
+        if decoder is None:
+            decoder = FusedLlamaDecoder(self.transformer, self.config.codebook_size, batch_size, length, static=True)
+            self._compiled_decoders[key] = compile_decoder(decoder)
+        else:
+            decoder.load_weights(self.transformer)
+        return decoder
+
+    def _sample_chunk(self, condition, context, tokens, guided, scale, temperature, top_k, top_p, generator, use_cache,
+                      compile):
         """condition (B,), context tokens (B, T), tokens (B, p) → tokens (B, h*w), one forward pass per new
         token when cached."""
         if guided:  # rows [0, B) conditional, [B, 2B) with the null condition
@@ -213,8 +235,7 @@ class GPTPrior(PriorFiles, nn.Module):
         double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
         sequence = torch.cat([condition[:, None], double(context), double(tokens)], dim=1)  # (B', 1 + T + p)
         if use_cache:  # one new token per step through the fused decode step (decode_step.py)
-            length = self.config.context_length + self.config.sequence_length
-            next_logits = FusedLlamaDecoder(self.transformer, self.config.codebook_size, sequence.shape[0], length)
+            next_logits = self._decoder(sequence.shape[0], compile)
         else:
             next_logits = self._recomputed_code_logits
         step_input = sequence  # cached: the prompt, then each new token alone; recomputed: the whole sequence

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=64, help="images sampled at once (bounds memory)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true",
+                        help="sample GPT priors through their compiled decode step (CUDA graphs on a GPU; the first "
+                             "batch pays the compilation)")
     parser.add_argument("--out", default="grid.png", help="PNG grid of all images")
     parser.add_argument("--out_dir", default=None, help="also write one PNG per image here")
     parser.add_argument("--nrow", type=int, default=8)
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
             n = min(args.batch_size, args.num_images - start)
             chunk_labels = labels[start : start + n] if isinstance(labels, list) else labels
             out = pipe(n, class_labels=chunk_labels, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                       guidance_scale=args.guidance_scale, generator=generator, output_type="pt", batch_size=n)
+                       guidance_scale=args.guidance_scale, generator=generator, output_type="pt", batch_size=n,
+                       compile=args.compile)
             images.append(out.images)
             bar.update(n)
     images = torch.cat(images)

@@ -60,6 +60,20 @@ def tiny_prior_for(tokenizer: VQGAN, kind: str = "gpt", seed: int = 0, **setting
 # --- data ---------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def eager_compile(monkeypatch) -> list[dict]:
+    """torch.compile through dynamo's eager backend: the code is still traced as one graph (fullgraph errors
+    still raise) but nothing is compiled, so a test runs at CPU speed; returns the calls' keyword arguments."""
+    real_compile, calls = torch.compile, []
+
+    def compile_eagerly(fn, **kwargs):
+        calls.append(kwargs)
+        return real_compile(fn, **{**kwargs, "mode": None, "backend": "eager"})
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    return calls
+
+
 def write_images(root: Path, count: int, size: int = 16, classes: tuple[str, ...] = (), seed: int = 0) -> Path:
     """`count` random RGB PNGs (size x size) named 0.png, 1.png, ... in each class sub-folder, or flat in root."""
     rng = np.random.default_rng(seed)

@@ -67,6 +67,18 @@ def test_chunking_keeps_greedy_results(pipe):
     assert torch.equal(whole.indices, chunked.indices)
 
 
+def test_compiled_sampling_same_images_or_a_clear_refusal(pipe, eager_compile):
+    kwargs = dict(class_labels=[0, 2], guidance_scale=2.0, output_type="pt")
+    if pipe.prior.prior_type == "pixelcnn":
+        with pytest.raises(ValueError, match="only GPT priors"):
+            pipe(2, compile=True, **kwargs)
+        return
+    compiled = pipe(2, compile=True, generator=torch.Generator().manual_seed(4), **kwargs)
+    eager = pipe(2, generator=torch.Generator().manual_seed(4), **kwargs)
+    assert torch.equal(compiled.indices, eager.indices) and torch.equal(compiled.images, eager.images)
+    assert len(eager_compile) == 1
+
+
 def test_completion_keeps_the_given_rows(pipe):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8))
     out = pipe(3, class_labels=0, prefix=(image, 2), generator=torch.Generator().manual_seed(0), output_type="pt")

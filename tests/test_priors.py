@@ -57,14 +57,16 @@ def test_pixelcnn_too_shallow_for_grid_is_refused():
     assert torch.equal(dep, torch.ones(64, 64).tril(-1).bool())
 
 
-def test_fused_decode_step_logits_equal_the_transformers_forward():
-    """A prompt of 5 positions then one position per call through the fused decode step = one full pass."""
+@pytest.mark.parametrize("static", [False, True])
+def test_fused_decode_step_logits_equal_the_transformers_forward(static):
+    """A prompt of 5 positions then one position per call through the fused decode step = one full pass; the
+    static step (position as a tensor, the whole cache read under a mask) too."""
     model = gpt()
     codes = torch.randint(0, K, (2, *GRID))
     labels = torch.tensor([0, -1])
     full = model(codes, labels).reshape(2, -1, K)
     inputs = torch.cat([model.condition_tokens(labels, 2, codes.device)[:, None], codes.reshape(2, -1)[:, :-1]], 1)
-    decoder = FusedLlamaDecoder(model.transformer, K, batch_size=2, max_length=inputs.shape[1])
+    decoder = FusedLlamaDecoder(model.transformer, K, batch_size=2, max_length=inputs.shape[1] + 3, static=static)
     stepwise = [decoder(inputs[:, :5])] + [decoder(inputs[:, t : t + 1]) for t in range(5, inputs.shape[1])]
     assert decoder.filled == inputs.shape[1]
     assert torch.allclose(torch.stack(stepwise, 1), full[:, 4:], atol=1e-5)
@@ -81,6 +83,23 @@ def test_fused_decode_step_refuses_what_it_cannot_hold():
     decoder(torch.zeros(2, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="cannot take position 4"):
         decoder(torch.zeros(2, 1, dtype=torch.long))
+
+
+def test_compiled_sampler_gives_the_same_grids_and_sees_new_weights(eager_compile):
+    """sample(compile=True) traces the static step as one graph (fullgraph: no Python fallbacks) and writes the
+    same grids as the eager sampler, with guidance and a prefix; after the weights change, the reused compiled
+    decoder samples with the new weights. Dynamo's eager backend keeps this test at CPU speed; inductor and
+    CUDA graphs run on a GPU (benchmarks/bench_prior.py --device cuda --compile)."""
+    model = gpt()
+    kwargs = dict(class_labels=[1, 0, -1], prefix=torch.randint(0, K, (3, 7)), guidance_scale=2.0, top_k=5)
+    for round in range(2):
+        a = model.sample(3, generator=torch.Generator().manual_seed(round), compile=True, **kwargs)
+        b = model.sample(3, generator=torch.Generator().manual_seed(round), **kwargs)
+        assert torch.equal(a, b)
+        with torch.no_grad():  # new weights: the second round must see them through load_weights
+            for parameter in model.parameters():
+                parameter.add_(0.5 * torch.randn_like(parameter))
+    assert len(eager_compile) == 1 and eager_compile[0]["fullgraph"]  # one decoder for the guided batch of 6, reused
 
 
 def reference_sample(model, n, labels, generator, scale=1.0, prefix=None, temperature=1.0, top_k=None, top_p=None):
