@@ -45,7 +45,7 @@ bench-pipeline: $(STAMP)
 # The VQ-GAN recipe against plain VQ-VAE and VQ-VAE + perceptual, equal steps and equal time (hours on 2 cores)
 bench-recipe: $(STAMP)
 	$(PY) benchmarks/bench_recipe.py --dataset emoji --steps 400 --output_dir outputs/recipe-emoji-400 --no_progress
-	$(PY) benchmarks/bench_recipe.py --dataset fashion-mnist --steps 400 --equal_time vqvae --output_dir outputs/recipe-fmnist-400 --no_progress
+	$(PY) benchmarks/bench_recipe.py --dataset fashion-mnist --steps 400 --equal_time vqvae --output_dir outputs/recipe-fmnist-400-defaults --no_progress
 
 # The demo's recipe against the one before the recipe work and a VQ-VAE at equal time, 2,000 samples each (~75 min)
 bench-demo: $(STAMP)
