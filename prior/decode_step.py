@@ -90,6 +90,7 @@ class FusedLlamaDecoder:
         self.position = torch.zeros(1, dtype=torch.long, device=device)
         self.cache_positions = torch.arange(max_length, device=device)
         self.one_token_step = self.static_step  # compile_decoder replaces it with its compiled self
+        self.compiled = False
 
     def load_weights(self, llama: LlamaForCausalLM) -> None:
         """Refresh every fused weight in place from the live model (a compiled decoder keeps its addresses, so
@@ -140,6 +141,8 @@ class FusedLlamaDecoder:
         if stop > self.keys.shape[3]:
             raise ValueError(f"the decoder holds {self.keys.shape[3]} positions: cannot take position {stop - 1}")
         if self.static and start > 0:
+            if self.compiled:  # the last step's logits were consumed: CUDA graphs may overwrite their memory
+                torch.compiler.cudagraph_mark_step_begin()
             logits = self.one_token_step(input_ids, self.position)
         else:
             logits = self._dynamic_step(input_ids, start, stop)
@@ -198,4 +201,5 @@ def compile_decoder(decoder: FusedLlamaDecoder) -> FusedLlamaDecoder:
         torch._dynamo.mark_static_address(tensor)
     mode = "reduce-overhead" if decoder.keys.is_cuda else None
     decoder.one_token_step = torch.compile(decoder.static_step, mode=mode, fullgraph=True, dynamic=False)
+    decoder.compiled = True
     return decoder
