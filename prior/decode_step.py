@@ -16,7 +16,7 @@ that `compile_decoder` turns it into one graph, replayed as a CUDA graph (`mode=
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +82,10 @@ class FusedLlamaDecoder:
         cos, sin = model.rotary_emb(self.embedding[:1], positions)  # (1, L, head_dim) each, the model's RoPE
         self.cos, self.sin = cos[0].to(dtype), sin[0].to(dtype)
         shape = (len(self.layers), batch_size, self.heads, max_length, self.head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # The static step reads the unwritten positions too (masked): they must be finite, so zeros there.
+        allocate = torch.zeros if static else torch.empty
+        self.keys = allocate(shape, dtype=dtype, device=device)
+        self.values = allocate(shape, dtype=dtype, device=device)
         self.filled = 0
         self.static = static
         # Static mode: the next position as a tensor (1,) and the cache positions (L,) it masks against.
@@ -92,15 +94,17 @@ class FusedLlamaDecoder:
         self.one_token_step = self.static_step  # compile_decoder replaces it with its compiled self
         self.compiled = False
 
+    def weights(self) -> list[torch.Tensor]:
+        """Every weight tensor the steps read, in a fixed order (the copies made from the model)."""
+        per_layer = [getattr(layer, field.name) for layer in self.layers for field in fields(layer)]
+        return [self.embedding, self.final_norm, self.head, *per_layer]
+
     def load_weights(self, llama: LlamaForCausalLM) -> None:
         """Refresh every fused weight in place from the live model (a compiled decoder keeps its addresses, so
         its graph is replayed rather than recorded again) and empty the cache."""
         fresh = FusedLlamaDecoder(llama, self.num_logits, batch_size=1, max_length=1)
-        for mine, new in zip(self.layers + [self], fresh.layers + [fresh]):
-            for name in ("attention_norm", "qkv", "out", "mlp_norm", "gate_up", "down", "embedding", "final_norm",
-                         "head"):
-                if hasattr(mine, name):
-                    getattr(mine, name).copy_(getattr(new, name))
+        for mine, new in zip(self.weights(), fresh.weights(), strict=True):
+            mine.copy_(new)
         self.reset()
 
     def reset(self) -> None:
@@ -147,7 +151,8 @@ class FusedLlamaDecoder:
         else:
             logits = self._dynamic_step(input_ids, start, stop)
         self.filled = stop
-        self.position.fill_(stop)
+        if self.static:
+            self.position.fill_(stop)
         return logits
 
     def _dynamic_step(self, input_ids: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -193,11 +198,8 @@ def compile_decoder(decoder: FusedLlamaDecoder) -> FusedLlamaDecoder:
     refreshed by `load_weights` replays the same graph."""
     if not decoder.static:
         raise ValueError("compile_decoder needs a FusedLlamaDecoder built with static=True")
-    tensors = [decoder.keys, decoder.values, decoder.position, decoder.cache_positions, decoder.cos, decoder.sin,
-               decoder.embedding, decoder.final_norm, decoder.head]
-    for layer in decoder.layers:
-        tensors += [layer.attention_norm, layer.qkv, layer.out, layer.mlp_norm, layer.gate_up, layer.down]
-    for tensor in tensors:
+    for tensor in [decoder.keys, decoder.values, decoder.position, decoder.cache_positions, decoder.cos, decoder.sin,
+                   *decoder.weights()]:
         torch._dynamo.mark_static_address(tensor)
     mode = "reduce-overhead" if decoder.keys.is_cuda else None
     decoder.one_token_step = torch.compile(decoder.static_step, mode=mode, fullgraph=True, dynamic=False)
