@@ -57,19 +57,27 @@ def _default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def _leaves(cls: type, prefix: tuple[str, ...] = (), flag_prefix: str = "") -> list[tuple[str, tuple[str, ...], Any, bool, Any, dict]]:
+def _leaves(cls: type, prefix: tuple[str, ...] = (), flag_prefix: str = "",
+            help_prefix: str = "") -> list[tuple[str, tuple[str, ...], Any, bool, Any, dict]]:
     """(flag, path, type, optional, default, metadata) for every non-dataclass field, depth first. A nested
     dataclass field with `flag_prefix` metadata puts that prefix before its fields' flags (a second quantiser's
-    `--top_codebook_size` beside the first one's `--codebook_size`)."""
+    `--top_codebook_size` beside the first one's `--codebook_size`), and its own `help` before theirs (so the
+    two read apart in --help)."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         annotation, optional = _unwrap_optional(hints[f.name])
         if dataclasses.is_dataclass(annotation):
-            out.extend(_leaves(annotation, prefix + (f.name,), flag_prefix + f.metadata.get("flag_prefix", "")))
+            own = f"{f.metadata['help']}: " if "flag_prefix" in f.metadata and "help" in f.metadata else ""
+            out.extend(_leaves(annotation, prefix + (f.name,), flag_prefix + f.metadata.get("flag_prefix", ""),
+                               help_prefix + own))
         else:
             flag = flag_prefix + f.metadata.get("flag", f.name)
-            meta = {**f.metadata, "flag": flag} if flag_prefix and "flag" in f.metadata else f.metadata
+            meta = dict(f.metadata)
+            if flag_prefix and "flag" in meta:
+                meta["flag"] = flag
+            if help_prefix:
+                meta["help"] = help_prefix + meta.get("help", "")
             out.append((flag, prefix + (f.name,), annotation, optional, _default(f), meta))
     return out
 

@@ -37,6 +37,23 @@ def tiny_vqgan_config(factor: int = 4, resolution: int = 16, use_attention: bool
     )
 
 
+def tiny_vqvae2_config(resolution: int = 16, top_factor: int = 2, **overrides) -> VQGANConfig:
+    """Widths of 8; a 32-code bottom codebook of 4-dim codes and a 16-code top codebook of 3-dim codes."""
+    settings = dict(
+        architecture="vqvae2", resolution=resolution, downsample_factor=4, top_downsample_factor=top_factor,
+        channels=8, z_channels=8, quantizer=QuantizerConfig(codebook_size=32, code_dim=4, kmeans_init=False),
+        top_quantizer=QuantizerConfig(codebook_size=16, code_dim=3, kmeans_init=False),
+    )
+    return VQGANConfig(**{**settings, **overrides})
+
+
+def tiny_vae_config(**overrides) -> VQGANConfig:
+    """16 px, widths of 8, a (3, 4, 4) latent."""
+    settings = dict(architecture="vae", resolution=16, downsample_factor=4, channels=8, z_channels=8,
+                    latent_channels=3, kl_weight=0.1)
+    return VQGANConfig(**{**settings, **overrides})
+
+
 def tiny_vqgan(resolution: int = 16, codebook_size: int = 32, seed: int = 0) -> VQGAN:
     """A randomly initialised (seeded) tokenizer in eval mode: grid resolution / 4."""
     torch.manual_seed(seed)

@@ -139,3 +139,31 @@ def test_both_levels_train_and_the_bottom_prior_draws_sample_grids(two_level_cod
         train_prior(tiny_config(codes, tmp_path / "none", **settings))
     with pytest.raises(ValueError, match="sample grids of a top-level prior need bottom grids"):
         train_prior(tiny_config(codes, tmp_path / "top2", level="top", **settings), decoder)
+
+
+@pytest.mark.parametrize("kind", ["gpt", "pixelcnn"])
+def test_a_stopped_bottom_prior_run_resumes_exactly(two_level_codes, tmp_path, monkeypatch, kind):
+    """The batches carry the top grids the bottom codes were encoded with (mirrored copies included): a resumed
+    run must draw the same (codes, label, top codes) triples, in the same order, as the uninterrupted one."""
+    from pipelines.training import train_prior
+    from prior.training import PriorTrainer
+    from tests.test_prior_training import assert_same, tiny_config, weights
+
+    def config(output, **overrides):
+        return tiny_config(two_level_codes / "codes", output, prior=kind, level="bottom", include_flipped=True,
+                           batch_size=4, **overrides)
+
+    train_prior(config(tmp_path / "full"))
+    original = PriorTrainer.train_step
+
+    def stop_at_3(self):
+        if self.state["step"] == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(PriorTrainer, "train_step", stop_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_prior(config(tmp_path / "resumed"))
+    monkeypatch.setattr(PriorTrainer, "train_step", original)
+    train_prior(config(tmp_path / "resumed", resume_from_checkpoint="latest"))
+    assert_same(weights(tmp_path / "full"), weights(tmp_path / "resumed"))

@@ -190,7 +190,7 @@ def test_cli_two_steps_and_help(codes_dir, tmp_path):
                "--max_steps", "2", "--batch_size", "8", "--no_progress")
     assert PixelCNNPrior.from_pretrained(tmp_path).config.codebook_size == 50
     stdout, _ = helping.communicate(timeout=300)
-    assert helping.returncode == 0 and "--resume_from_checkpoint" in stdout
+    assert helping.returncode == 0 and "--resume_from_checkpoint" in stdout and "--level" in stdout
 
 
 def test_report_to_tensorboard_writes_events_and_a_missing_tracker_is_an_error(codes_dir, tmp_path, monkeypatch):

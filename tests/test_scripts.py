@@ -17,7 +17,7 @@ from tokenizer.data import ImageDataConfig
 # Flags each script's --help must explain (train_tokenizer.py and train_prior.py: tests/test_*training.py).
 HELP_FLAGS = {
     "tokenize_dataset.py": ["--tokenizer", "--shard_size", "--flip", "--config"],
-    "sample.py": ["--pipeline", "--guidance_scale", "--out_dir"],
+    "sample.py": ["--pipeline", "--guidance_scale", "--out_dir", "--bottom_prior", "--compile"],
     "evaluate.py": ["--tokenizer", "--pipeline", "--no_rfid", "--output_json"],
     "demo.py": ["--output_dir", "--quick"],
 }

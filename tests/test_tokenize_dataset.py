@@ -13,8 +13,8 @@ import torch
 
 from pipelines import TokenizeDatasetConfig, tokenize_dataset
 from prior import CodesDataset
-from tests.conftest import ROOT, run_script, start_script, tiny_vqgan, write_images
-from tokenizer import VQGAN
+from tests.conftest import ROOT, run_script, start_script, tiny_vqgan, tiny_vqvae2_config, write_images
+from tokenizer import VQGAN, VQVAE2
 from tokenizer.data import ImageDataConfig, build_image_dataset
 
 
@@ -138,7 +138,18 @@ dataset_tokenizing.tokenize_dataset(sys.argv[1], small_run(sys.argv[2], sys.argv
 """
 
 
-def test_resume_after_sigkill_gives_the_same_codes(tokenizer_dir, folder, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def two_level_tokenizer_dir(tmp_path_factory) -> Path:
+    """A saved tiny VQ-VAE-2 (16x16 images -> 2x2 top and 4x4 bottom codes)."""
+    path = tmp_path_factory.mktemp("two-level-tokenizer")
+    torch.manual_seed(0)
+    VQVAE2(tiny_vqvae2_config()).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("which", ["tokenizer_dir", "two_level_tokenizer_dir"])
+def test_resume_after_sigkill_gives_the_same_codes(which, folder, tmp_path, capsys, request):
+    tokenizer_dir = request.getfixturevalue(which)
     reference = tmp_path / "reference"
     tokenize_dataset(tokenizer_dir, small_run(folder, reference))
 
@@ -163,7 +174,9 @@ def test_resume_after_sigkill_gives_the_same_codes(tokenizer_dir, folder, tmp_pa
     manifest = tokenize_dataset(tokenizer_dir, small_run(folder, killed))
     assert "resuming: 1 of 5 shards already complete" in capsys.readouterr().out
     assert manifest["count"] == 21
-    for name in sorted(p.name for p in reference.glob("shard-*.npy")):
+    arrays = sorted(p.name for p in reference.glob("shard-*.npy"))
+    assert len(arrays) == 5 * (2 if which == "tokenizer_dir" else 3)  # codes (one array per level) and labels
+    for name in arrays:
         assert (killed / name).read_bytes() == (reference / name).read_bytes(), name
     ref_manifest = json.loads((reference / "manifest.json").read_text())
     assert [s["files"] for s in manifest["shards"]] == [s["files"] for s in ref_manifest["shards"]]

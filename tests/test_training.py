@@ -20,7 +20,7 @@ from tokenizer.quantizer import QuantizerConfig
 from pipelines.training import train_tokenizer
 from pipelines.training_run import find_checkpoint
 from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig
-from tests.conftest import run_script
+from tests.conftest import run_script, tiny_vae_config, tiny_vqvae2_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,15 +38,23 @@ def image_folder(tmp_path_factory) -> Path:
     return folder
 
 
+def architecture_model(architecture: str) -> VQGANConfig:
+    """tiny_train_config's model, or a VQ-VAE-2 (k-means init and dead-code restarts on both codebooks) or a VAE
+    of the same widths: every architecture trains through the one command and resumes through the same code."""
+    if architecture == "vqgan":
+        return VQGANConfig(downsample_factor=4, resolution=16, channels=8, z_channels=8,
+                           quantizer=QuantizerConfig(codebook_size=16, code_dim=4, dead_code_threshold=0.5))
+    if architecture == "vqvae2":
+        return tiny_vqvae2_config(quantizer=QuantizerConfig(codebook_size=16, code_dim=4, dead_code_threshold=0.5),
+                                  top_quantizer=QuantizerConfig(codebook_size=8, code_dim=4, dead_code_threshold=0.5))
+    return tiny_vae_config()
+
+
 def tiny_train_config(data: Path, output: Path, **overrides) -> TrainTokenizerConfig:
-    model = VQGANConfig(
-        downsample_factor=4, resolution=16, channels=8, z_channels=8,
-        quantizer=QuantizerConfig(codebook_size=16, code_dim=4, dead_code_threshold=0.5),
-    )
     settings = dict(
         output_dir=str(output),
         data=ImageDataConfig(dataset=str(data), resolution=16, random_flip=True),
-        model=model,
+        model=architecture_model("vqgan"),
         loss=LossConfig(perceptual_loss="none", disc_start_step=3),
         discriminator=DiscriminatorConfig(channels=8, num_layers=2),
         max_steps=5,
@@ -94,11 +102,21 @@ def test_two_step_training_writes_model_metrics_grid_and_counts_skips(image_fold
 
 
 @pytest.fixture(scope="module")
-def reference_run(image_folder, tmp_path_factory) -> Path:
-    """An uninterrupted 5-step run that the resumed runs must reproduce bit for bit."""
-    reference = tmp_path_factory.mktemp("reference")
-    train_tokenizer(tiny_train_config(image_folder, reference))
-    return reference
+def reference_runs(image_folder, tmp_path_factory):
+    """architecture -> an uninterrupted 5-step run that the resumed runs must reproduce bit for bit."""
+    runs = {}
+
+    def reference_for(architecture: str) -> Path:
+        if architecture not in runs:
+            runs[architecture] = tmp_path_factory.mktemp(f"reference-{architecture}")
+            train_tokenizer(tiny_train_config(image_folder, runs[architecture], model=architecture_model(architecture)))
+        return runs[architecture]
+    return reference_for
+
+
+@pytest.fixture(scope="module")
+def reference_run(reference_runs) -> Path:
+    return reference_runs("vqgan")
 
 
 def test_resume_after_stop_equals_uninterrupted_run(image_folder, reference_run, tmp_path, monkeypatch):
@@ -125,22 +143,23 @@ KILLABLE_RUN = """
 import json, sys, time
 from tokenizer import training
 from pipelines.training import train_tokenizer
-from tests.test_training import tiny_train_config
+from tests.test_training import architecture_model, tiny_train_config
 original = training.TokenizerTrainer.train_step
 def slow_step(self, batches):
     if self.progress.step >= 2:
         time.sleep(2.0)  # leave time for the kill; the maths is unchanged
     return original(self, batches)
 training.TokenizerTrainer.train_step = slow_step
-train_tokenizer(tiny_train_config(sys.argv[1], sys.argv[2]))
+train_tokenizer(tiny_train_config(sys.argv[1], sys.argv[2], model=architecture_model(sys.argv[3])))
 """
 
 
-def test_resume_after_sigkill_equals_uninterrupted_run(image_folder, reference_run, tmp_path):
+@pytest.mark.parametrize("architecture", ["vqgan", "vqvae2", "vae"])
+def test_resume_after_sigkill_equals_uninterrupted_run(image_folder, reference_runs, tmp_path, architecture):
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILLABLE_RUN, str(image_folder), str(killed)],
+        [sys.executable, "-c", KILLABLE_RUN, str(image_folder), str(killed), architecture],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.time() + 120
@@ -152,8 +171,9 @@ def test_resume_after_sigkill_equals_uninterrupted_run(image_folder, reference_r
     proc.wait()
     assert not (killed / "model.safetensors").exists()  # it really died mid-run
 
-    train_tokenizer(tiny_train_config(image_folder, killed, resume_from_checkpoint="latest"))
-    assert_same_weights(all_weights(reference_run), all_weights(killed))
+    train_tokenizer(tiny_train_config(image_folder, killed, model=architecture_model(architecture),
+                                      resume_from_checkpoint="latest"))
+    assert_same_weights(all_weights(reference_runs(architecture)), all_weights(killed))
 
 
 def test_run_killed_while_writing_a_checkpoint_resumes_from_the_last_whole_one(
@@ -222,6 +242,11 @@ def test_cli_help_explains_flags():
     )
     assert result.returncode == 0
     assert "--resume_from_checkpoint" in result.stdout and "--codebook_size" in result.stdout
+    for flag in ("--architecture", "--top_downsample_factor", "--latent_channels", "--kl_weight"):
+        assert flag in result.stdout, flag
+    # The top codebook's flags say whose they are; they carry the bottom one's help after that.
+    top_help = " ".join(result.stdout.split("--top_codebook_size N")[-1].split()[:6])  # [-1]: past the usage line
+    assert top_help.startswith("vqvae2 top codebook: number of codes"), top_help
 
 
 def test_discriminator_too_deep_for_resolution_is_value_error(image_folder, tmp_path):

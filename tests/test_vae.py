@@ -13,20 +13,13 @@ from torch.distributions import Normal, kl_divergence
 from pipelines.evaluation import evaluate_tokenizer, split_images
 from pipelines.generation import ImageGenerationPipeline, load_pipeline
 from pipelines.training import train_tokenizer
-from tests.conftest import run_script, tiny_prior, tiny_vqgan, write_images
+from tests.conftest import run_script, tiny_prior, tiny_vae_config, tiny_vqgan, write_images
 from tests.test_training import all_weights, assert_same_weights, image_folder, tiny_train_config  # noqa: F401
 from tokenizer import VAE, VQGAN, VQGANConfig, build_tokenizer, load_tokenizer
 from tokenizer.data import ImageDataConfig
 from tokenizer.losses import LossConfig
 from tokenizer.training import TokenizerTrainer
 from tokenizer.vae import gaussian_kl
-
-
-def tiny_vae_config(**overrides) -> VQGANConfig:
-    """16 px, widths of 8, a (3, 4, 4) latent."""
-    settings = dict(architecture="vae", resolution=16, downsample_factor=4, channels=8, z_channels=8,
-                    latent_channels=3, kl_weight=0.1)
-    return VQGANConfig(**{**settings, **overrides})
 
 
 def tiny_vae(seed: int = 0, **overrides) -> VAE:

@@ -8,22 +8,12 @@ import torch
 
 from pipelines.cli import config_parser, parse_config
 from pipelines.training import train_tokenizer
-from tests.conftest import tiny_vqgan
+from tests.conftest import tiny_vqgan, tiny_vqvae2_config
 from tests.test_training import image_folder, tiny_train_config  # noqa: F401 (fixture)
-from tokenizer import VQGAN, VQGANConfig, VQVAE2, build_tokenizer, load_tokenizer
+from tokenizer import VQGAN, VQVAE2, build_tokenizer, load_tokenizer
 from tokenizer.losses import LossConfig
 from tokenizer.quantizer import QuantizerConfig
 from tokenizer.training import TrainTokenizerConfig
-
-
-def tiny_vqvae2_config(resolution: int = 16, top_factor: int = 2, **overrides) -> VQGANConfig:
-    """Widths of 8; a 32-code bottom codebook of 4-dim codes and a 16-code top codebook of 3-dim codes."""
-    settings = dict(
-        architecture="vqvae2", resolution=resolution, downsample_factor=4, top_downsample_factor=top_factor,
-        channels=8, z_channels=8, quantizer=QuantizerConfig(codebook_size=32, code_dim=4, kmeans_init=False),
-        top_quantizer=QuantizerConfig(codebook_size=16, code_dim=3, kmeans_init=False),
-    )
-    return VQGANConfig(**{**settings, **overrides})
 
 
 def tiny_vqvae2(seed: int = 0, **overrides) -> VQVAE2:

@@ -55,7 +55,8 @@ class VQGANConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     top_downsample_factor: int = field(default=2, metadata={
         "help": f"vqvae2: one of {TOP_DOWNSAMPLE_FACTORS}, how much coarser the top grid is than the bottom one"})
-    top_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig, metadata={"flag_prefix": "top_"})
+    top_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig, metadata={
+        "flag_prefix": "top_", "help": "vqvae2 top codebook"})
     latent_channels: int = field(default=4, metadata={
         "help": "vae: channels of the Gaussian latent per cell (resolution/f squared cells)"})
     # The KL is taken per image dimension (nats / (3·H·W)), the scale of the mean reconstruction loss, so with the
