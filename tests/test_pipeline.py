@@ -171,3 +171,30 @@ def test_evaluate_generation_reports_the_protocol_with_floors_and_caches_feature
     assert evaluate_generation(pipe, data, **settings)["floor"]["tokenizer"] != recon
     with pytest.raises(ValueError, match="disjoint"):
         evaluate_generation(pipe, data, floor_split="test", **settings)
+
+
+@pytest.mark.parametrize("architecture", ["vqvae2", "vae"])
+def test_evaluate_generation_takes_a_two_level_and_a_vae_pipeline(architecture, tmp_path):
+    """The protocol is the same call for every architecture: samples, the real floor and the tokenizer floor
+    (for a VAE: decoding the posterior means)."""
+    from tests.conftest import tiny_vae_config
+    from tests.test_hierarchical_pipeline import priors_for
+    from tests.test_vqvae2 import tiny_vqvae2
+    from tokenizer import VAE
+
+    if architecture == "vqvae2":
+        tokenizer = tiny_vqvae2()
+        pipe, labels = ImageGenerationPipeline(tokenizer, *priors_for(tokenizer, "gpt")), "uniform"
+    else:
+        torch.manual_seed(0)
+        pipe, labels = ImageGenerationPipeline(VAE(tiny_vae_config()).eval()), None
+    root = tmp_path / "data"
+    write_images(root / "train", 4, seed=1)
+    write_images(root / "test", 4)
+    data = ImageDataConfig(dataset=str(root), split="test", resolution=16)
+    metrics = evaluate_generation(pipe, data, num_images=4, class_labels=labels, batch_size=3, progress=False,
+                                  cache_dir=tmp_path / "cache")
+    assert metrics["num_images"] == metrics["num_reference_images"] == 4
+    for scores in (metrics, metrics["floor"]["real"], metrics["floor"]["tokenizer"]):
+        assert np.isfinite(scores["fid"]) and scores["fid"] >= 0 and 0 <= scores["precision"] <= 1
+    assert metrics["fid"] != metrics["floor"]["tokenizer"]["fid"]
