@@ -146,24 +146,12 @@ def test_a_stopped_bottom_prior_run_resumes_exactly(two_level_codes, tmp_path, m
     """The batches carry the top grids the bottom codes were encoded with (mirrored copies included): a resumed
     run must draw the same (codes, label, top codes) triples, in the same order, as the uninterrupted one."""
     from pipelines.training import train_prior
-    from prior.training import PriorTrainer
-    from tests.test_prior_training import assert_same, tiny_config, weights
+    from tests.test_prior_training import assert_same, stop_at_step_3_then_resume, tiny_config, weights
 
-    def config(output, **overrides):
+    def config(output):
         return tiny_config(two_level_codes / "codes", output, prior=kind, level="bottom", include_flipped=True,
-                           batch_size=4, **overrides)
+                           batch_size=4)
 
     train_prior(config(tmp_path / "full"))
-    original = PriorTrainer.train_step
-
-    def stop_at_3(self):
-        if self.state["step"] == 2:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(PriorTrainer, "train_step", stop_at_3)
-    with pytest.raises(KeyboardInterrupt):
-        train_prior(config(tmp_path / "resumed"))
-    monkeypatch.setattr(PriorTrainer, "train_step", original)
-    train_prior(config(tmp_path / "resumed", resume_from_checkpoint="latest"))
+    stop_at_step_3_then_resume(config(tmp_path / "resumed"), monkeypatch)
     assert_same(weights(tmp_path / "full"), weights(tmp_path / "resumed"))

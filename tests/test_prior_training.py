@@ -82,7 +82,8 @@ def test_run_writes_curves_and_its_config_reloads_as_the_same_config(codes_dir, 
     assert again == tiny_config(codes_dir, tmp_path)
 
 
-def test_resume_after_stop_equals_uninterrupted_run(codes_dir, reference_run, tmp_path, monkeypatch):
+def stop_at_step_3_then_resume(config: TrainPriorConfig, monkeypatch) -> None:
+    """Run `config` until it stops before step 3 (checkpoint_2 written), then resume it from "latest"."""
     original = PriorTrainer.train_step
 
     def stop_at_3(self):
@@ -92,9 +93,13 @@ def test_resume_after_stop_equals_uninterrupted_run(codes_dir, reference_run, tm
 
     monkeypatch.setattr(PriorTrainer, "train_step", stop_at_3)
     with pytest.raises(KeyboardInterrupt):
-        train_prior(tiny_config(codes_dir, tmp_path))
+        train_prior(config)
     monkeypatch.setattr(PriorTrainer, "train_step", original)
-    train_prior(tiny_config(codes_dir, tmp_path, resume_from_checkpoint="latest"))
+    train_prior(dataclasses.replace(config, resume_from_checkpoint="latest"))
+
+
+def test_resume_after_stop_equals_uninterrupted_run(codes_dir, reference_run, tmp_path, monkeypatch):
+    stop_at_step_3_then_resume(tiny_config(codes_dir, tmp_path), monkeypatch)
     assert_same(weights(reference_run), weights(tmp_path))
 
 
