@@ -68,18 +68,27 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def median_seconds(fn, repeats: int) -> float:
-    """Median seconds of `repeats` calls after one untimed call (first calls pay allocator and lazy-init costs,
-    and compilation)."""
-    fn()
-    synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_seconds(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of `repeats` calls of each function, taken in rounds (one call of each per round) after one
+    untimed call of each (first calls pay allocator and lazy-init costs, and compilation). Rounds, not one
+    function's repeats after another's: this machine's speed drifts by 20% and more within minutes, and a ratio
+    of two timings is only fair when both were taken at the same time."""
+    for fn in fns.values():
         fn()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    synchronize()
+    times = {key: [] for key in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            synchronize()
+            times[key].append(time.perf_counter() - start)
+    return times
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median seconds of `repeats` calls after one untimed call."""
+    return statistics.median(interleaved_seconds({"fn": fn}, repeats)["fn"])
 
 
 @torch.no_grad()
@@ -123,24 +132,24 @@ def sampling_speed(args) -> dict:
         row = {"parameters": sum(p.numel() for p in model.parameters())}
         for batch in (int(b) for b in args.sample_batches.split(",")):
             labels = torch.arange(batch, device=device) % SAMPLING_CLASSES
-            seconds = {}
+            samplers = {}
             for compiled in (False, True) if args.compile else (False,):
-                key = "ours_compiled" if compiled else "ours"
-                seconds[key] = median_seconds(lambda: model.sample(
+                samplers["ours_compiled" if compiled else "ours"] = lambda compiled=compiled: model.sample(
                     batch, class_labels=labels, top_k=SAMPLING_TOP_K, compile=compiled,
-                    generator=torch.Generator(device).manual_seed(0)), args.sample_repeats)
-            seconds["generate"] = median_seconds(lambda: generate_codes(model, labels), args.sample_repeats)
+                    generator=torch.Generator(device).manual_seed(0))
+            samplers["generate"] = lambda: generate_codes(model, labels)
             if args.compile:
-                seconds["generate_static_cache"] = median_seconds(
-                    lambda: generate_codes(model, labels, cache_implementation="static"), args.sample_repeats)
+                samplers["generate_static_cache"] = lambda: generate_codes(model, labels, cache_implementation="static")
             step = weight_floor_step(model, batch)
-            floor = median_seconds(lambda: [step() for _ in range(n)], args.sample_repeats)
-            best_ours = min(seconds["ours"], seconds.get("ours_compiled", math.inf))
+            samplers["floor"] = lambda: [step() for _ in range(n)]
+            times = interleaved_seconds(samplers, args.sample_repeats)
+            # Per round: our best sampler against the floor and against the best generate() of that round.
+            ours = [min(pair) for pair in zip(times["ours"], times.get("ours_compiled", times["ours"]))]
+            theirs = [min(pair) for pair in zip(times["generate"], times.get("generate_static_cache", times["generate"]))]
             row[f"batch_{batch}"] = {
-                **{f"{key}_tokens_per_s": round(batch * n / value, 1) for key, value in seconds.items()},
-                "floor_tokens_per_s": round(batch * n / floor, 1),
-                "share_of_floor": round(floor / best_ours, 3),
-                "over_generate": round(min(v for k, v in seconds.items() if k.startswith("generate")) / best_ours, 2),
+                **{f"{key}_tokens_per_s": round(batch * n / statistics.median(value), 1) for key, value in times.items()},
+                "share_of_floor": round(statistics.median(f / o for f, o in zip(times["floor"], ours)), 3),
+                "over_generate": round(statistics.median(g / o for g, o in zip(theirs, ours)), 2),
             }
         rows[f"gpt {name}"] = row
     rows["pixelcnn_vs_gpt"] = pixelcnn_speed(args)

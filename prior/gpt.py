@@ -185,9 +185,10 @@ class GPTPrior(PriorFiles, nn.Module):
         guidance_scale 1.0 is plain conditional sampling; other values run the null condition beside it (with
         the same context) and mix the logits. Batches above `max_batch_size` are sampled in chunks.
         `use_cache=False` recomputes the whole sequence at each step (for comparison only). `compile=True` runs
-        each new token through a compiled static-shape step (CUDA graphs on a GPU; decode_step.compile_decoder):
-        the first call per batch size pays the compilation, later calls replay it; the same tokens up to float
-        rounding in the logits.
+        each new token through a compiled step (decode_step.compile_decoder: fixed shapes and CUDA graphs on a
+        GPU; on a CPU over the filled positions with the small ops fused): the first call per batch size pays
+        the compilation (seconds to a minute), later calls reuse it; the same tokens up to float rounding in the
+        logits.
         """
         check_sampling_args(temperature, top_k, top_p, guidance_scale)
         device = self.transformer.device
@@ -220,7 +221,9 @@ class GPTPrior(PriorFiles, nn.Module):
         key = (batch_size, self.transformer.device, self.transformer.dtype)
         decoder = self._compiled_decoders.get(key)
         if decoder is None:
-            decoder = FusedLlamaDecoder(self.transformer, self.config.codebook_size, batch_size, length, static=True)
+            # Fixed shapes for CUDA graphs on a GPU; on a CPU the compiled step reads the filled positions only.
+            static = self.transformer.device.type == "cuda"
+            decoder = FusedLlamaDecoder(self.transformer, self.config.codebook_size, batch_size, length, static=static)
             self._compiled_decoders[key] = compile_decoder(decoder)
         else:
             decoder.load_weights(self.transformer)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from prior import GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
-from prior.decode_step import FusedLlamaDecoder
+from prior.decode_step import FusedLlamaDecoder, compile_decoder
 from prior.sampling import guide, pick_tokens
 from tests.conftest import tiny_prior
 
@@ -57,19 +57,36 @@ def test_pixelcnn_too_shallow_for_grid_is_refused():
     assert torch.equal(dep, torch.ones(64, 64).tril(-1).bool())
 
 
-@pytest.mark.parametrize("static", [False, True])
-def test_fused_decode_step_logits_equal_the_transformers_forward(static):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("static", [False, True], ids=["filled", "static"])
+def test_fused_decode_step_logits_equal_the_transformers_forward(static, compiled, request):
     """A prompt of 5 positions then one position per call through the fused decode step = one full pass; the
-    static step (position as a tensor, the whole cache read under a mask) too."""
+    static step (position as a tensor, the whole cache read under a mask: the GPU's) too, and both compiled
+    (traced as one graph each through dynamo's eager backend)."""
+    if compiled:
+        request.getfixturevalue("eager_compile")
     model = gpt()
     codes = torch.randint(0, K, (2, *GRID))
     labels = torch.tensor([0, -1])
     full = model(codes, labels).reshape(2, -1, K)
     inputs = torch.cat([model.condition_tokens(labels, 2, codes.device)[:, None], codes.reshape(2, -1)[:, :-1]], 1)
     decoder = FusedLlamaDecoder(model.transformer, K, batch_size=2, max_length=inputs.shape[1] + 3, static=static)
+    if compiled:
+        compile_decoder(decoder)
     stepwise = [decoder(inputs[:, :5])] + [decoder(inputs[:, t : t + 1]) for t in range(5, inputs.shape[1])]
     assert decoder.filled == inputs.shape[1]
     assert torch.allclose(torch.stack(stepwise, 1), full[:, 4:], atol=1e-5)
+
+
+def test_static_cache_is_a_whole_tensor_per_layer():
+    """The compiled step writes K and V into its cache in place only when each is a whole graph input: written
+    through a view of one (layers, ...) tensor, inductor copies the whole tensor at every write (5.6x slower
+    on CPU at batch 16, benchmarks/bench_prior.py --compile)."""
+    decoder = FusedLlamaDecoder(gpt().transformer, K, batch_size=2, max_length=6, static=True)
+    cache = [*decoder.keys, *decoder.values]
+    assert len(cache) == 2 * len(decoder.layers)
+    assert all(t._base is None and t.shape == (2, decoder.heads, 6, decoder.head_dim) for t in cache)
+    assert len({t.untyped_storage().data_ptr() for t in cache}) == len(cache)
 
 
 def test_fused_decode_step_refuses_what_it_cannot_hold():
@@ -86,10 +103,10 @@ def test_fused_decode_step_refuses_what_it_cannot_hold():
 
 
 def test_compiled_sampler_gives_the_same_grids_and_sees_new_weights(eager_compile):
-    """sample(compile=True) traces the static step as one graph (fullgraph: no Python fallbacks) and writes the
+    """sample(compile=True) traces the one-token step as a graph (fullgraph: no Python fallbacks) and writes the
     same grids as the eager sampler, with guidance and a prefix; after the weights change, the reused compiled
-    decoder samples with the new weights. Dynamo's eager backend keeps this test at CPU speed; inductor and
-    CUDA graphs run on a GPU (benchmarks/bench_prior.py --device cuda --compile)."""
+    decoder samples with the new weights. Dynamo's eager backend keeps this test at CPU speed; inductor runs in
+    benchmarks/bench_prior.py --compile, CUDA graphs with --device cuda."""
     model = gpt()
     kwargs = dict(class_labels=[1, 0, -1], prefix=torch.randint(0, K, (3, 7)), guidance_scale=2.0, top_k=5)
     for round in range(2):
