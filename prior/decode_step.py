@@ -88,7 +88,8 @@ class FusedLlamaDecoder:
         # The static step reads the unwritten positions too (masked): they must be finite, so zeros there. One
         # tensor per layer, not one (layers, ...) tensor: a compiled step that writes into a view of a graph input
         # copies the whole input (every layer's cache) at each write, K and V in every layer, every step
-        # (inductor, torch 2.14; 4.7x slower on CPU at batch 16), where a write into a whole input is in place.
+        # (inductor, torch 2.14: the compiled static step sampled 102 tokens/s on CPU at batch 16 on the 26M
+        # prior, 574 with a tensor per layer), where a write into a whole input is in place.
         allocate = torch.zeros if static else torch.empty
         self.keys = [allocate(shape, dtype=dtype, device=device) for _ in self.layers]  # (B, H, L, d) each
         self.values = [allocate(shape, dtype=dtype, device=device) for _ in self.layers]
@@ -187,8 +188,8 @@ class FusedLlamaDecoder:
     @staticmethod
     def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, stop: int) -> torch.Tensor:
         """Causal attention of q (B, H, t, d) over a layer's cache (B, H, L, d), its first `stop` positions. One
-        query row goes through two batched matmuls: on a CPU, SDPA's flash kernel is about 20% slower for a
-        single query over a cache read from memory."""
+        query row goes through two batched matmuls: on a CPU, SDPA's flash kernel took 702 µs against their 490
+        for one query over 256 cached positions (batch 16, 8 heads of 64), about 2% of a whole sample."""
         if q.shape[2] > 1:
             return F.scaled_dot_product_attention(q, keys[:, :, :stop], values[:, :, :stop], is_causal=True)
         # bmm over (B*H, L, d) views of the whole cache, sliced to the filled positions.

@@ -80,8 +80,8 @@ def test_fused_decode_step_logits_equal_the_transformers_forward(static, compile
 
 def test_static_cache_is_a_whole_tensor_per_layer():
     """The compiled step writes K and V into its cache in place only when each is a whole graph input: written
-    through a view of one (layers, ...) tensor, inductor copies the whole tensor at every write (5.6x slower
-    on CPU at batch 16, benchmarks/bench_prior.py --compile)."""
+    through a view of one (layers, ...) tensor, inductor copies the whole tensor at every write (on CPU at
+    batch 16 the compiled 26M sampler ran at 102 tokens/s so, 574 with a tensor per layer)."""
     decoder = FusedLlamaDecoder(gpt().transformer, K, batch_size=2, max_length=6, static=True)
     cache = [*decoder.keys, *decoder.values]
     assert len(cache) == 2 * len(decoder.layers)
