@@ -44,7 +44,7 @@ from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_d
 from pipelines.cli import comma_choices, config_from_preset
 from pipelines.decoder import load_decoder
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation, evaluate_tokenizer
-from pipelines.figures import save_labelled_rows, save_reconstruction_rows
+from figures import save_labelled_rows, save_reconstruction_rows
 from pipelines.training import train_prior, train_tokenizer
 from pipelines.training_run import read_metrics
 from prior import GPTPrior

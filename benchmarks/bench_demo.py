@@ -38,7 +38,7 @@ import torch
 from pipelines.cli import comma_choices
 from pipelines.demo import DEMO_RECIPE, PRIOR_STEPS, TOKENIZER_STEPS, run_demo
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
-from pipelines.figures import save_labelled_rows, save_reconstruction_rows
+from figures import save_labelled_rows, save_reconstruction_rows
 from pipelines.generation import ImageGenerationPipeline
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
@@ -53,12 +53,12 @@ RECIPES = {
     "vqvae-equal-time": {"tokenizer_steps": 450, "prior_steps": 700,
                          "recipe": {"tokenizer": {"loss": {"perceptual_loss": "none", "gan_weight": 0.0}}}},
     "before-issue-10": {"tokenizer_steps": 400, "prior_steps": 900, "recipe": {"tokenizer": {
-        "model": {"channels": 32, "z_channels": 32, "quantizer": {"ema_decay": 0.99}},
+        "model": {"autoencoder": {"channels": 32, "z_channels": 32}, "quantizer": {"ema_decay": 0.99}},
         "loss": {"perceptual_loss": "stlpips-alex", "perceptual_weight": 0.1, "gan_weight": 0.1},
         "discriminator": {"channels": 32}}}},
     # The same with only the codebook collapse fixed (EMA decay 0.9): width 32 costs half as much per step.
     "width-32-ema-0.9": {"tokenizer_steps": 400, "prior_steps": 900, "recipe": {"tokenizer": {
-        "model": {"channels": 32, "z_channels": 32},
+        "model": {"autoencoder": {"channels": 32, "z_channels": 32}},
         "loss": {"perceptual_loss": "stlpips-alex", "perceptual_weight": 0.1, "gan_weight": 0.1},
         "discriminator": {"channels": 32}}}},
 }

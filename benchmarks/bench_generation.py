@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = args.settings or [n for n, s in SETTINGS.items() if (conditional or "guidance_scale" not in s)
                               and (pipe.prior is not None or set(s) <= {"temperature"})]
     resize_mode = args.resize_mode or ("pad" if args.dataset == "fashion-mnist" else "crop")
-    data = ImageDataConfig(dataset=args.dataset, split=args.split, resolution=pipe.tokenizer.config.resolution,
+    data = ImageDataConfig(dataset=args.dataset, split=args.split, resolution=pipe.tokenizer.config.autoencoder.resolution,
                            data_dir=args.data_dir, resize_mode=resize_mode)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_d
 from pipelines.cli import config_from_preset
 from pipelines.decoder import load_decoder
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
-from pipelines.figures import save_labelled_rows
+from figures import save_labelled_rows
 from pipelines.training import train_prior, train_tokenizer
 from prior import GPTPrior
 from prior.presets import PRIOR_PRESETS

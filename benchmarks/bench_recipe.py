@@ -35,7 +35,7 @@ import torch
 
 from pipelines.cli import comma_choices, config_from_dict, merge_settings, preset_settings, read_config_file
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_tokenizer
-from pipelines.figures import save_reconstruction_rows
+from figures import save_reconstruction_rows
 from pipelines.training import train_tokenizer
 from pipelines.training_run import read_metrics
 from tokenizer import VQGAN
@@ -50,14 +50,15 @@ RECIPES = {
     "vqgan": dict(),
 }
 FULL = "vqgan"
-PRESETS_32PX = sorted(n for n, p in TOKENIZER_PRESETS.items() if p.get("model", {}).get("resolution") == 32)
+PRESETS_32PX = sorted(n for n, p in TOKENIZER_PRESETS.items() if p["model"]["autoencoder"]["resolution"] == 32)
 
 
 def base_config(args) -> TrainTokenizerConfig:
     """The recipe under test: a preset (or a saved config) on the chosen data set, --steps long."""
     data = dict(dataset=args.dataset, split="train", resolution=32, random_flip=args.dataset == "emoji",
                 resize_mode="pad" if args.dataset == "fashion-mnist" else "crop", data_dir=args.data_dir)
-    settings = read_config_file(args.config) if args.config else preset_settings(TOKENIZER_PRESETS, args.preset)
+    settings = (TrainTokenizerConfig.upgrade_settings(read_config_file(args.config)) if args.config
+                else preset_settings(TOKENIZER_PRESETS, args.preset))
     settings = merge_settings(settings, {"data": data, "output_dir": args.output_dir})
     config = config_from_dict(TrainTokenizerConfig, settings)
     return dataclasses.replace(

@@ -32,17 +32,18 @@ import torch
 
 from pipelines import TokenizeDatasetConfig, tokenize_dataset
 from prior import CodesDataset
-from tokenizer import VQGAN, VQGANConfig
+from tokenizer import VQGAN, AutoencoderConfig
 from tokenizer.data import ImageDataConfig
 from tokenizer.losses import LossConfig
 from tokenizer.quantizer import QuantizerConfig
 from pipelines.training import train_tokenizer
-from tokenizer.training import TrainTokenizerConfig
+from tokenizer.training import TokenizerModelSettings, TrainTokenizerConfig
 
 def train_small_tokenizer(output: Path, steps: int, data_dir: str | None) -> Path:
     """The benchmark tokenizer of bench_tokenizer.py (8x8 grid, 512 codes), trained briefly."""
-    model = VQGANConfig(
-        downsample_factor=4, resolution=32, channels=32, z_channels=32, quantizer=QuantizerConfig(codebook_size=512, ema_decay=0.99, dead_code_threshold=2.0)
+    model = TokenizerModelSettings(
+        autoencoder=AutoencoderConfig(downsample_factor=4, resolution=32, channels=32, z_channels=32),
+        quantizer=QuantizerConfig(codebook_size=512, ema_decay=0.99, dead_code_threshold=2.0),
     )
     config = TrainTokenizerConfig(
         output_dir=str(output),

@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tokenizer import VQGAN, VQGANConfig
+from tokenizer import VQGAN, AutoencoderConfig, VQGANConfig
 from tokenizer.data import ImageDataConfig, build_image_dataset
 from tokenizer.evaluation import codec_throughput
 from tokenizer.losses import LossConfig
 from tokenizer.quantizer import QuantizerConfig, QuantizerOutput, code_statistics
 from pipelines.evaluation import evaluate_tokenizer
 from pipelines.training import train_tokenizer
-from tokenizer.training import TrainTokenizerConfig
+from tokenizer.training import TokenizerModelSettings, TrainTokenizerConfig
 
 
 class VectorQuantizeAdapter(nn.Module):
@@ -96,7 +96,7 @@ def run(name: str, model: VQGAN, args, workdir: Path) -> dict:
     config = TrainTokenizerConfig(
         output_dir=str(workdir / name),
         data=data,
-        model=model.config,
+        model=TokenizerModelSettings.of(model.config),
         loss=LossConfig(reconstruction_loss="l2", perceptual_loss="none", gan_weight=0.0),
         max_steps=args.steps,
         batch_size=args.batch_size,
@@ -151,9 +151,9 @@ def main(argv: list[str] | None = None) -> dict:
         codebook_size=args.codebook_size, code_dim=8, use_ema=True, ema_decay=0.99, kmeans_init=True,
         dead_code_threshold=args.dead_code_threshold,  # decay 0.99: the setting the README's comparison was run at
     )
-    config = VQGANConfig(
-        downsample_factor=4, resolution=32, channels=args.channels, z_channels=32, num_res_blocks=1, quantizer=quantizer
-    )
+    autoencoder = AutoencoderConfig(downsample_factor=4, resolution=32, channels=args.channels, z_channels=32,
+                                    num_res_blocks=1)
+    config = VQGANConfig(autoencoder, quantizer)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(args.seed)

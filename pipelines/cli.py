@@ -6,8 +6,10 @@ may share a flag only when both name it explicitly (`resolution` sets the data's
 `--name` and `--no_name`; tuples take comma-separated values; `none` clears an optional value.
 
 `--config run.json` starts from a saved config (e.g. the `train_config.json` a run writes); flags given beside
-it override its values; fields in neither keep the dataclass default. Where the parser is given presets (named
-partial configs as plain dicts, e.g. tokenizer.presets), `--preset NAME` lays one under the config file and flags.
+it override its values; fields in neither keep the dataclass default. A config class with a static method
+`upgrade_settings(dict) -> dict` reads files written in its older layouts through it. Where the parser is given
+presets (named partial configs as plain dicts, e.g. tokenizer.presets), `--preset NAME` lays one under the config
+file and flags.
 
 `run_command(main)` turns the project's own ValueError / FileNotFoundError into `error: ...` on stderr with exit
 status 2, as argparse does for bad flags; any other exception keeps its traceback.
@@ -24,6 +26,8 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tessera_hub import read_json_object
 
 CONFIG_FLAG = "config"
 
@@ -161,13 +165,7 @@ def read_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--config {path}: no such file; expected a JSON config such as a run's train_config.json")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--config {path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"--config {path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, f"--config {path}")
 
 
 def config_from_dict(cls: type, data: dict, where: str = "") -> Any:
@@ -234,6 +232,8 @@ def parse_config(cls: type, parser: argparse.ArgumentParser, argv: list[str] | N
     holds the parsed flags (and any extra arguments the caller added to the parser)."""
     args = parser.parse_args(argv)
     data = read_config_file(args.config) if getattr(args, CONFIG_FLAG, None) else {}
+    if hasattr(cls, "upgrade_settings"):  # a file written in an older layout of the config
+        data = cls.upgrade_settings(data)
     if getattr(args, "preset", None):
         data = merge_settings(preset_settings(getattr(parser, "presets", {}), args.preset), data)
     leaves = config_leaves(cls)

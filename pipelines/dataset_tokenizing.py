@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from prior.index_files import CodesWriter
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageDataConfig, ImageDataset, build_image_dataset
-from tokenizer.encoding import encode_range
 from tokenizer.loading import TOKENIZER_CLASSES, Tokenizer
+
+from .encoding import encode_range
 
 
 def _data_field(name: str):
@@ -83,7 +84,7 @@ def tokenize_dataset(tokenizer: Tokenizer | str | Path, config: TokenizeDatasetC
     model, tokenizer_dir = _load_tokenizer(tokenizer)
     model.require_codes("tokenizing a data set into index files")
     model = model.to(state.device).eval()
-    data = config.image_data(model.config.resolution)
+    data = config.image_data(model.config.autoencoder.resolution)
     dataset = build_image_dataset(data)
     writer = CodesWriter(config.output_dir, _plan(model, dataset, data, config))
     if state.is_main_process:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from prior.training import Decoder
+from prior.training import GridDecoder
 from tokenizer import load_tokenizer
 
 
-def load_decoder(tokenizer_dir: str | Path, device: str | torch.device = "cpu") -> Decoder:
+def load_decoder(tokenizer_dir: str | Path, device: str | torch.device = "cpu") -> GridDecoder:
     """Load a saved tokenizer (any architecture) and wrap its `decode_levels` with its fingerprint, codebook
     sizes and grids."""
     model = load_tokenizer(tokenizer_dir).to(device).eval()
@@ -20,5 +20,5 @@ def load_decoder(tokenizer_dir: str | Path, device: str | torch.device = "cpu") 
     def decode(grids: list[torch.Tensor]) -> torch.Tensor:
         return model.decode_levels([grid.to(device) for grid in grids])
 
-    return Decoder(decode, model.fingerprint(), list(model.config.codebook_sizes),
+    return GridDecoder(decode, model.fingerprint(), list(model.config.codebook_sizes),
                    [tuple(g) for g in model.config.grid_shapes])

@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from huggingface_hub import ModelHubMixin
 from PIL import Image
 
 from prior.gpt import GPTPrior
 from prior.pixelcnn import PixelCNNPrior
+from tessera_hub import CONFIG_NAME, WEIGHTS_NAME, read_json_object, resolve_folder
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageTransform, image_to_rgb
-from tokenizer.files import CONFIG_NAME, WEIGHTS_NAME
-from tokenizer.hub import push_pretrained, resolve_folder
 from tokenizer.loading import Tokenizer
 
 PRIOR_CLASSES = {"gpt": GPTPrior, "pixelcnn": PixelCNNPrior}
@@ -73,7 +73,10 @@ EXPECTED_PRIORS = {0: "no prior (a vae samples its latents from N(0, I))", 1: "o
                    2: "a top prior and a bottom_prior"}
 
 
-class ImageGenerationPipeline:
+class ImageGenerationPipeline(ModelHubMixin, library_name="tessera", tags=["tessera", "image-generation"]):
+    """huggingface_hub's ModelHubMixin gives save_pretrained (the folder below and a model card README.md) and
+    push_to_hub; from_pretrained is this class's own (pipeline.json, not a config.json, describes the folder)."""
+
     def __init__(self, tokenizer: Tokenizer, prior: torch.nn.Module | None = None,
                  bottom_prior: torch.nn.Module | None = None):
         priors = [model for model in (prior, bottom_prior) if model is not None]
@@ -81,7 +84,7 @@ class ImageGenerationPipeline:
             if model.prior_type not in PRIOR_CLASSES:
                 raise ValueError(f"prior type {model.prior_type!r}: expected one of {sorted(PRIOR_CLASSES)}")
         if len(priors) != tokenizer.num_levels or (bottom_prior is not None and prior is None):
-            raise ValueError(f"a {tokenizer.config.architecture} tokenizer has {tokenizer.num_levels} code level(s): "
+            raise ValueError(f"a {tokenizer.architecture} tokenizer has {tokenizer.num_levels} code level(s): "
                              f"expected {EXPECTED_PRIORS[tokenizer.num_levels]}")
         for level, model in enumerate(priors):
             check_pair(tokenizer, model, level)
@@ -91,6 +94,7 @@ class ImageGenerationPipeline:
         self.tokenizer = tokenizer.eval()
         self.prior = prior.eval() if prior is not None else None
         self.bottom_prior = bottom_prior.eval() if bottom_prior is not None else None
+        self._hub_mixin_config = None  # the mixin would write the constructor's None defaults as a config.json
 
     @property
     def priors(self) -> list[torch.nn.Module]:
@@ -99,38 +103,29 @@ class ImageGenerationPipeline:
 
     # --- files ----------------------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def _save_pretrained(self, save_directory: Path) -> None:
         """Write tokenizer/, prior/ (not for a vae) and, for two levels, bottom_prior/ (each config.json +
-        model.safetensors) and pipeline.json into `directory`."""
-        directory = Path(directory)
-        self.tokenizer.save_pretrained(directory / "tokenizer")
+        model.safetensors + model card) and pipeline.json into `save_directory`."""
+        self.tokenizer.save_pretrained(save_directory / "tokenizer")
         meta = {"format": PIPELINE_FORMAT, "version": PIPELINE_VERSION}
         for part, model in zip(PRIOR_PARTS, self.priors):
-            model.save_pretrained(directory / part)
+            model.save_pretrained(save_directory / part)
             meta[f"{part}_type"] = model.prior_type
-        (directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        (save_directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | Path,
-        *,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> "ImageGenerationPipeline":
+    def from_pretrained(cls, name_or_path: str | Path, *, map_location: str | torch.device = "cpu",
+                        **hub) -> "ImageGenerationPipeline":
         """Load a folder written by `save_pretrained`, or a Hub repo id holding that layout (only its files are
-        fetched, into the Hugging Face cache). Both models load strictly onto `map_location`."""
+        fetched, into the Hugging Face cache; `hub`: huggingface_hub's revision, cache_dir, local_files_only,
+        token). Every model loads strictly onto `map_location`."""
         folder = resolve_folder(
             name_or_path, [PIPELINE_NAME], "a folder written by ImageGenerationPipeline.save_pretrained",
             also_download=[f"{part}/{name}" for part in ("tokenizer", *PRIOR_PARTS)
-                           for name in (CONFIG_NAME, WEIGHTS_NAME)],
-            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+                           for name in (CONFIG_NAME, WEIGHTS_NAME)], **hub,
         )
         path = folder / PIPELINE_NAME
-        meta = json.loads(path.read_text())
+        meta = read_json_object(path)
         if meta.get("format") != PIPELINE_FORMAT or meta.get("version") != PIPELINE_VERSION:
             raise ValueError(f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}; expected "
                              f"{PIPELINE_FORMAT!r} version {PIPELINE_VERSION}")
@@ -143,20 +138,6 @@ class ImageGenerationPipeline:
                 raise ValueError(f"{path}: {part}_type {meta.get(f'{part}_type')!r}; expected one of {sorted(PRIOR_CLASSES)}")
             priors.append(prior_cls.from_pretrained(folder / part, map_location=map_location))
         return cls(load_tokenizer(folder / "tokenizer", map_location=map_location), *priors)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        revision: str | None = None,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        commit_message: str | None = None,
-    ):
-        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
-        return push_pretrained(
-            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
-        )
 
     def to(self, device: str | torch.device) -> "ImageGenerationPipeline":
         self.tokenizer.to(device)
@@ -225,7 +206,7 @@ class ImageGenerationPipeline:
 
     def _image_tensor(self, image, num_images: int) -> torch.Tensor:
         """A PIL image or a tensor (3, H, W) / (B, 3, H, W) in [-1, 1] → (num_images, 3, R, R) on the device."""
-        resolution = self.tokenizer.config.resolution
+        resolution = self.tokenizer.config.autoencoder.resolution
         if isinstance(image, Image.Image):
             pixels = torch.from_numpy(np.array(image_to_rgb(image))).permute(2, 0, 1)  # (3, H, W) uint8, a writable copy
             image = ImageTransform(resolution)(pixels)
@@ -252,10 +233,12 @@ class ImageGenerationPipeline:
         output_type: str = "pil",
         batch_size: int = 64,
         compile: bool = False,
+        progress: bool = False,
     ) -> GenerationOutput:
-        """Sample `num_images` code grids with the prior (two levels: the top grid, then the bottom grid given it,
-        with the same settings) and decode them with the tokenizer. `compile=True` samples GPT priors through
-        their compiled decode step (`GPTPrior.sample`; worth it on a GPU, where it replays CUDA graphs)."""
+        """Sample `num_images` code grids with the prior (two levels: the top grids of all images, then the bottom
+        grids given them, with the same settings) and decode them with the tokenizer, `batch_size` images per
+        forward pass in both. `compile=True` samples GPT priors through their compiled decode step
+        (`GPTPrior.sample`; worth it on a GPU, where it replays CUDA graphs); `progress` shows the priors' bars."""
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type={output_type!r}: expected one of {OUTPUT_TYPES}")
         if compile and (not self.priors or any(prior.prior_type != "gpt" for prior in self.priors)):
@@ -268,25 +251,16 @@ class ImageGenerationPipeline:
                                         generator, output_type, batch_size)
         labels = self.class_indices(class_labels, num_images)
         prefixes = self.prefix_codes(prefix, num_images)
-        indices, images = [[] for _ in self.priors], []
-        for start in range(0, num_images, batch_size):
-            stop = min(start + batch_size, num_images)
-            grids = []
-            for level, prior in enumerate(self.priors):
-                grids.append(prior.sample(
-                    stop - start,
-                    class_labels=None if labels is None else labels[start:stop],
-                    temperature=temperature, top_k=top_k, top_p=top_p, guidance_scale=guidance_scale,
-                    prefix=None if prefixes[level] is None else prefixes[level][start:stop],
-                    generator=generator, context=grids[0] if level else None,
-                    **({"compile": True} if compile else {}),
-                ))
-                indices[level].append(grids[-1].cpu())
-            decoded = self.tokenizer.decode_levels(grids).float().clamp(-1, 1)
-            images.append(((decoded + 1) / 2).cpu())  # (b, 3, H, W) in [0, 1]
-        pixels = torch.cat(images)
-        grids = tuple(torch.cat(level) for level in indices)
-        return GenerationOutput(images=_convert(pixels, output_type), indices=grids[0] if len(grids) == 1 else grids)
+        settings = dict(class_labels=labels, temperature=temperature, top_k=top_k, top_p=top_p,
+                        guidance_scale=guidance_scale, generator=generator, max_batch_size=batch_size,
+                        progress=progress, **({"compile": True} if compile else {}))
+        grids = []  # (num_images, h_l, w_l) per level, coarsest first
+        for level, prior in enumerate(self.priors):
+            grids.append(prior.sample(num_images, prefix=prefixes[level], context=grids[0] if level else None,
+                                      **settings))
+        images = _decode_in_batches(lambda *batch: self.tokenizer.decode_levels(batch), batch_size, *grids)
+        indices = tuple(grid.cpu() for grid in grids)
+        return GenerationOutput(images=_convert(images, output_type), indices=indices[0] if len(indices) == 1 else indices)
 
     def _sample_latents(self, num_images, class_labels, temperature, top_k, top_p, guidance_scale, prefix, generator,
                         output_type, batch_size) -> GenerationOutput:
@@ -298,15 +272,24 @@ class ImageGenerationPipeline:
                              f"latents from N(0, I) with no prior, so it is unconditional and takes only temperature")
         if temperature <= 0:
             raise ValueError(f"temperature={temperature}: expected a positive scale of the latents' spread")
-        latents, images = [], []
-        for start in range(0, num_images, batch_size):
-            shape = (min(batch_size, num_images - start), *self.tokenizer.config.latent_shape)
-            latent = temperature * torch.randn(shape, generator=generator, device=self.device)  # (b, C, h, w)
-            decoded = self.tokenizer.decode(latent).float().clamp(-1, 1)
-            latents.append(latent.cpu())
-            images.append(((decoded + 1) / 2).cpu())
-        return GenerationOutput(images=_convert(torch.cat(images), output_type), indices=None,
-                                latents=torch.cat(latents))
+        # One draw per batch of images, in order: a seed gives the latents it always gave (one draw of all differs).
+        latents = torch.cat([
+            temperature * torch.randn((min(batch_size, num_images - start), *self.tokenizer.config.latent_shape),
+                                      generator=generator, device=self.device)
+            for start in range(0, num_images, batch_size)
+        ])  # (B, C, h, w)
+        images = _decode_in_batches(self.tokenizer.decode, batch_size, latents)
+        return GenerationOutput(images=_convert(images, output_type), indices=None, latents=latents.cpu())
+
+
+def _decode_in_batches(decode, batch_size: int, *inputs: torch.Tensor) -> torch.Tensor:
+    """`decode` over `inputs` (each (B, ...): one code grid per level, or a vae's latents), `batch_size` images at
+    a time → images (B, 3, H, W) in [0, 1] on the CPU."""
+    images = []
+    for start in range(0, inputs[0].shape[0], batch_size):
+        decoded = decode(*(x[start : start + batch_size] for x in inputs)).float().clamp(-1, 1)
+        images.append(((decoded + 1) / 2).cpu())
+    return torch.cat(images)
 
 
 def load_pipeline(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> ImageGenerationPipeline:

@@ -7,7 +7,7 @@ import contextlib
 import warnings
 from pathlib import Path
 
-from prior.training import Decoder, PriorTrainer, TrainPriorConfig
+from prior.training import GridDecoder, PriorTrainer, TrainPriorConfig
 from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig, initial_model
 from tokenizer.loading import Tokenizer
 
@@ -32,7 +32,7 @@ def train_tokenizer(config: TrainTokenizerConfig, model: Tokenizer | None = None
         return TokenizerTrainer(config, run, model).train()
 
 
-def train_prior(config: TrainPriorConfig, decoder: Decoder | None = None) -> Path:
+def train_prior(config: TrainPriorConfig, decoder: GridDecoder | None = None) -> Path:
     """Train a GPT or PixelCNN prior on a codes folder; saves config.json + model.safetensors in output_dir."""
     with _benign_scheduler_warning_silenced():
         run = TrainingRun(config, PriorTrainer.curves, project_name=f"{config.prior} prior")

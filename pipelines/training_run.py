@@ -27,10 +27,14 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, is_tensorboard_available, is_wandb_available
 from safetensors.torch import load_model, save_model
 from torch import nn
+from transformers import get_scheduler
 
+from .batch_order import BatchOrder
 from .curves import plot_curves
 
 REPORT_TO = ("none", "tensorboard", "wandb", "all")
+# --lr_schedule → transformers' scheduler name (every schedule warms up over --warmup_steps)
+LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 STATE_NAME = "training_state.json"
 METRICS_NAME = "metrics.jsonl"
 CURVES_NAME = "curves.png"
@@ -39,8 +43,11 @@ CHECKPOINT_PATTERN = re.compile(r"checkpoint_(\d+)")
 _TRACKER_PACKAGES = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
 
 
-def check_run_settings(report_to: str, checkpoints_total_limit: int | None) -> None:
-    """The checks the training configs share; raises ValueError naming the bad value."""
+def check_run_settings(config) -> None:
+    """The checks of the settings every training config has; raises ValueError naming the bad value."""
+    report_to, checkpoints_total_limit = config.report_to, config.checkpoints_total_limit
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={config.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}")
     if report_to not in REPORT_TO:
         raise ValueError(f"report_to={report_to!r}: expected one of {list(REPORT_TO)}")
     if checkpoints_total_limit is not None and checkpoints_total_limit < 2:
@@ -105,7 +112,7 @@ class TrainingRun:
 
     def __init__(self, config, curves: Mapping[str, list[str]], project_name: str, curves_every_s: float = 30.0,
                  markers: Mapping[str, int] | None = None):
-        check_run_settings(config.report_to, config.checkpoints_total_limit)
+        check_run_settings(config)
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.curves, self.curves_every_s, self._curves_at = dict(curves), curves_every_s, 0.0
@@ -124,6 +131,16 @@ class TrainingRun:
             ),
         )
         self.project_name = project_name
+
+    def batch_order(self, length: int, batch_size: int, items: str = "items") -> BatchOrder:
+        """This process's resumable order over `length` items, seeded by the run's seed."""
+        acc = self.accelerator
+        return BatchOrder(length, batch_size, self.config.seed, acc.num_processes, acc.process_index, items)
+
+    def lr_scheduler(self, optimizer, total_steps: int):
+        """The config's --lr_schedule over `total_steps` scheduler steps, after --warmup_steps of warm-up."""
+        return get_scheduler(LR_SCHEDULES[self.config.lr_schedule], optimizer,
+                             num_warmup_steps=self.config.warmup_steps, num_training_steps=total_steps)
 
     @property
     def is_main_process(self) -> bool:

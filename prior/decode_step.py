@@ -1,20 +1,18 @@
-"""The GPT prior's decode loop: a Llama forward pass one new token at a time over fused weights.
+"""The GPT prior's decode step: a Llama forward pass one new token at a time over fused weights.
 
 At the batch sizes people sample with (16 on a CPU, a few hundred on a GPU) a decode step is memory-bound:
-its cost is reading every weight once. Through transformers each layer reads seven separate `nn.Linear`
-weights in (out, in) layout; on a 2-core CPU the same FLOPs run about twice as fast as three matmuls
-against q/k/v fused into one (D, 3D) matrix and gate/up into one (D, 2I), in (in, out) layout (issue 13). The
-fused copies are made from the live transformers weights at every `FusedLlamaDecoder(...)`, so they are never
-saved and never stale after training; keys and values go to preallocated buffers, read over the filled
-positions only. `GPTPrior.forward` (training, and the reference these steps are tested against) stays on
-transformers.
+its cost is reading every weight once. So each layer reads three matrices in (in, out) layout, q/k/v fused
+into one (D, 3D) and gate/up into one (D, 2I), rather than transformers' seven `nn.Linear` weights in (out, in)
+layout. The fused copies are made from the live transformers weights at every `FusedLlamaDecoder(...)`, so they
+are never saved and never stale after training; keys and values go to preallocated buffers, read over the
+filled positions only. `GPTPrior.forward` (training, and the reference these steps are tested against) stays
+on transformers.
 
 `compile_decoder` compiles the one-token step. On a GPU a decode step at these sizes is bound by kernel
 launches, not bytes: `static=True` gives it fixed shapes (the position is a tensor, the cache is written by
 index and read whole under a mask), compiled into one graph replayed as a CUDA graph (`mode="reduce-overhead"`).
 On a CPU the bytes are the cost, so the compiled step keeps reading the filled positions only (the length is a
-symbolic int) and inductor fuses the small ops around the matmuls: 1.12x the eager step's tokens/s at batch 16
-on the 26M prior (benchmarks/bench_prior.py --compile).
+symbolic int) and inductor fuses the small ops around the matmuls.
 """
 
 from __future__ import annotations
@@ -87,9 +85,7 @@ class FusedLlamaDecoder:
         shape = (batch_size, self.heads, max_length, self.head_dim)
         # The static step reads the unwritten positions too (masked): they must be finite, so zeros there. One
         # tensor per layer, not one (layers, ...) tensor: a compiled step that writes into a view of a graph input
-        # copies the whole input (every layer's cache) at each write, K and V in every layer, every step
-        # (inductor, torch 2.14: the compiled static step sampled 102 tokens/s on CPU at batch 16 on the 26M
-        # prior, 574 with a tensor per layer), where a write into a whole input is in place.
+        # copies the whole input (every layer's cache) at each write, where a write into a whole input is in place.
         allocate = torch.zeros if static else torch.empty
         self.keys = [allocate(shape, dtype=dtype, device=device) for _ in self.layers]  # (B, H, L, d) each
         self.values = [allocate(shape, dtype=dtype, device=device) for _ in self.layers]
@@ -188,8 +184,7 @@ class FusedLlamaDecoder:
     @staticmethod
     def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, stop: int) -> torch.Tensor:
         """Causal attention of q (B, H, t, d) over a layer's cache (B, H, L, d), its first `stop` positions. One
-        query row goes through two batched matmuls: on a CPU, SDPA's flash kernel took 702 µs against their 490
-        for one query over 256 cached positions (batch 16, 8 heads of 64), about 2% of a whole sample."""
+        query row goes through two batched matmuls, faster on a CPU than SDPA's flash kernel for a single query."""
         if q.shape[2] > 1:
             return F.scaled_dot_product_attention(q, keys[:, :, :stop], values[:, :, :stop], is_causal=True)
         # bmm over (B*H, L, d) views of the whole cache, sliced to the filled positions.

@@ -14,7 +14,6 @@ T more positions, 1/4 of the bottom grid's at the usual 2x coarser top.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -23,17 +22,10 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from .decode_step import FusedLlamaDecoder, compile_decoder
+from tessera_hub import JSONConfig
+
 from .files import PriorFiles, normalize_data_fields
-from .sampling import (
-    check_codes,
-    check_labels,
-    check_sampling_args,
-    class_labels_tensor,
-    context_grids,
-    guide,
-    pick_tokens,
-    prefix_tokens,
-)
+from .sampling import check_codes, check_labels, context_grids, sample_grids
 
 # Size presets as plain data (LlamaGen's GPT_models); "base" is LlamaGen's GPT-B scale (~100M parameters).
 GPT_PRESETS: dict[str, dict[str, int]] = {
@@ -45,7 +37,7 @@ GPT_PRESETS: dict[str, dict[str, int]] = {
 
 
 @dataclass
-class GPTPriorConfig:
+class GPTPriorConfig(JSONConfig):
     codebook_size: int = 1024
     grid_shape: tuple[int, int] = (8, 8)
     num_classes: int = 0
@@ -95,9 +87,6 @@ class GPTPriorConfig:
     @property
     def vocab_size(self) -> int:
         return self.codebook_size + self.num_classes + 1 + self.context_codebook_size
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class GPTPrior(PriorFiles, nn.Module):
@@ -164,23 +153,13 @@ class GPTPrior(PriorFiles, nn.Module):
     # --- sampling -------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(
-        self,
-        batch_size: int,
-        class_labels=None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        guidance_scale: float = 1.0,
-        prefix=None,
-        generator: torch.Generator | None = None,
-        max_batch_size: int = 256,
-        use_cache: bool = True,
-        context=None,
-        compile: bool = False,
-    ) -> torch.Tensor:
-        """New code grids (B, h, w). `prefix` (B, p) tokens or (B, rows, w) code rows is kept and continued;
-        `context` (B, h_t, w_t): the top grids a bottom-level prior writes its grids for.
+    def sample(self, batch_size: int, class_labels=None, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, guidance_scale: float = 1.0, prefix=None,
+               generator: torch.Generator | None = None, max_batch_size: int = 256, use_cache: bool = True,
+               context=None, compile: bool = False, progress: bool = False) -> torch.Tensor:
+        """New code grids (B, h, w), through `sampling.sample_grids`. `prefix` (B, p) tokens or (B, rows, w) code
+        rows is kept and continued; `context` (B, h_t, w_t): the top grids a bottom-level prior writes its grids
+        for; `progress`: a bar over the grids.
 
         guidance_scale 1.0 is plain conditional sampling; other values run the null condition beside it (with
         the same context) and mix the logits. Batches above `max_batch_size` are sampled in chunks.
@@ -190,21 +169,19 @@ class GPTPrior(PriorFiles, nn.Module):
         the compilation (seconds to a minute), later calls reuse it; the same tokens up to float rounding in the
         logits.
         """
-        check_sampling_args(temperature, top_k, top_p, guidance_scale)
-        device = self.transformer.device
-        labels = class_labels_tensor(class_labels, batch_size, self.config.num_classes, device)
-        prefix = prefix_tokens(prefix, batch_size, self.config.grid_shape, self.config.codebook_size, device)
-        context = self.context_tokens(context, batch_size, device)  # (B, T)
-        guided = guidance_scale != 1.0 and self.config.num_classes > 0
-        chunks = []
-        for start in range(0, batch_size, max_batch_size):
-            stop = min(start + max_batch_size, batch_size)
-            condition = self.condition_tokens(labels[start:stop], stop - start, device)
-            chunks.append(self._sample_chunk(
-                condition, context[start:stop], prefix[start:stop], guided, guidance_scale, temperature, top_k,
-                top_p, generator, use_cache, compile,
-            ))
-        return torch.cat(chunks).reshape(batch_size, *self.config.grid_shape)
+        return sample_grids(self, batch_size, class_labels, temperature, top_k, top_p, guidance_scale, prefix,
+                            generator, context, max_batch_size, progress, use_cache=use_cache, compile=compile)
+
+    def start_sampling(self, labels: torch.Tensor, context: torch.Tensor | None, use_cache: bool = True,
+                       compile: bool = False):
+        """`next_logits` for `sampling.sample_grids`: labels (B',) (-1: the null token), top grids (B', h_t, w_t)
+        or None → a function of the codes so far (B', t) giving the logits (B', K) of code t."""
+        b, device = labels.shape[0], labels.device
+        head = torch.cat([self.condition_tokens(labels, b, device)[:, None], self.context_tokens(context, b, device)],
+                         dim=1)  # (B', 1 + T)
+        if not use_cache:
+            return lambda tokens: self._recomputed_code_logits(torch.cat([head, tokens], dim=1))
+        return CachedSteps(self._decoder(b, compile), head)
 
     def _recomputed_code_logits(self, sequence: torch.Tensor) -> torch.Tensor:
         """Logits over the K codes for the token after `sequence` (B', t), recomputing the whole sequence through
@@ -229,25 +206,15 @@ class GPTPrior(PriorFiles, nn.Module):
             decoder.load_weights(self.transformer)
         return decoder
 
-    def _sample_chunk(self, condition, context, tokens, guided, scale, temperature, top_k, top_p, generator, use_cache,
-                      compile):
-        """condition (B,), context tokens (B, T), tokens (B, p) → tokens (B, h*w), one forward pass per new
-        token when cached."""
-        if guided:  # rows [0, B) conditional, [B, 2B) with the null condition
-            condition = torch.cat([condition, torch.full_like(condition, self.config.null_token)])
-        double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
-        sequence = torch.cat([condition[:, None], double(context), double(tokens)], dim=1)  # (B', 1 + T + p)
-        if use_cache:  # one new token per step through the fused decode step (decode_step.py)
-            next_logits = self._decoder(sequence.shape[0], compile)
-        else:
-            next_logits = self._recomputed_code_logits
-        step_input = sequence  # cached: the prompt, then each new token alone; recomputed: the whole sequence
-        while tokens.shape[1] < self.config.sequence_length:
-            logits = next_logits(step_input)
-            if guided:
-                logits = guide(logits, scale)
-            new = pick_tokens(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
-            tokens = torch.cat([tokens, new], dim=1)
-            step_input = double(new) if use_cache else torch.cat([step_input, double(new)], dim=1)
-        return tokens
 
+class CachedSteps:
+    """`next_logits` through the fused decode step: the head (B', 1 + T) and the codes so far go in as the first
+    call's prompt, then each call the one code written since (one forward pass per new code)."""
+
+    def __init__(self, decoder: FusedLlamaDecoder, head: torch.Tensor):
+        self.decoder, self.head = decoder, head
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        seen = self.decoder.filled - self.head.shape[1]  # codes in the cache; negative before the prompt
+        new = torch.cat([self.head, tokens], dim=1) if seen < 0 else tokens[:, seen:].contiguous()
+        return self.decoder(new)  # (B', K)

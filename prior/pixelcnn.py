@@ -14,24 +14,16 @@ repeated up to the bottom grid, to its gates (a spatial condition beside the cla
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tessera_hub import JSONConfig
+
 from .files import PriorFiles, normalize_data_fields
-from .sampling import (
-    check_codes,
-    check_labels,
-    check_sampling_args,
-    class_labels_tensor,
-    context_grids,
-    guide,
-    pick_tokens,
-    prefix_tokens,
-)
+from .sampling import check_codes, check_labels, context_grids, sample_grids
 
 PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
     "tiny": dict(hidden_channels=32, num_layers=6),
@@ -41,7 +33,7 @@ PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
 
 
 @dataclass
-class PixelCNNPriorConfig:
+class PixelCNNPriorConfig(JSONConfig):
     codebook_size: int = 1024
     grid_shape: tuple[int, int] = (8, 8)
     num_classes: int = 0
@@ -89,9 +81,6 @@ class PixelCNNPriorConfig:
     @property
     def null_class(self) -> int:
         return self.num_classes
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def _shift_down(x: torch.Tensor) -> torch.Tensor:
@@ -213,98 +202,80 @@ class PixelCNNPrior(PriorFiles, nn.Module):
         return self.head(h).permute(0, 2, 3, 1)  # (B, h, w, K)
 
     @torch.no_grad()
-    def sample(
-        self,
-        batch_size: int,
-        class_labels=None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        guidance_scale: float = 1.0,
-        prefix=None,
-        generator: torch.Generator | None = None,
-        max_batch_size: int = 256,
-        context=None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """New code grids (B, h, w), one cell at a time in raster order; `prefix` cells are kept; `context`
-        (B, h_t, w_t): the top grids a bottom-level prior writes its grids for. `use_cache=False` runs the whole
-        network over the grid for every cell (the reference the row cache is compared with)."""
-        check_sampling_args(temperature, top_k, top_p, guidance_scale)
-        device = self.embed.weight.device
+    def sample(self, batch_size: int, class_labels=None, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, guidance_scale: float = 1.0, prefix=None,
+               generator: torch.Generator | None = None, max_batch_size: int = 256, context=None,
+               use_cache: bool = True, progress: bool = False) -> torch.Tensor:
+        """New code grids (B, h, w) through `sampling.sample_grids`, one cell at a time in raster order; `prefix`
+        cells are kept; `context` (B, h_t, w_t): the top grids a bottom-level prior writes its grids for.
+        `use_cache=False` runs the whole network over the grid for every cell (the reference the row cache is
+        compared with)."""
+        return sample_grids(self, batch_size, class_labels, temperature, top_k, top_p, guidance_scale, prefix,
+                            generator, context, max_batch_size, progress, use_cache=use_cache)
+
+    def start_sampling(self, labels: torch.Tensor, context: torch.Tensor | None, use_cache: bool = True):
+        """`next_logits` for `sampling.sample_grids`: labels (B',) (-1: the null class), top grids (B', h_t, w_t)
+        or None → a function of the codes so far (B', t) giving the logits (B', K) of cell t: the row cache, or
+        with `use_cache=False` `forward` over the whole grid (its cells from t on 0)."""
+        if use_cache:
+            return RowCache(self, labels, context)
         h, w = self.config.grid_shape
-        labels = class_labels_tensor(class_labels, batch_size, self.config.num_classes, device)
-        given = prefix_tokens(prefix, batch_size, self.config.grid_shape, self.config.codebook_size, device)
-        grids = context_grids(context, batch_size, self.config)
-        guided = guidance_scale != 1.0 and self.config.num_classes > 0
-        double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)  # noqa: E731
-        out = []
-        for start in range(0, batch_size, max_batch_size):
-            stop = min(start + max_batch_size, batch_size)
-            codes = torch.zeros(stop - start, h * w, dtype=torch.long, device=device)
-            codes[:, : given.shape[1]] = given[start:stop]
-            cond = labels[start:stop]
-            if guided:
-                cond = torch.cat([cond, torch.full_like(cond, -1)])
-            chunk_context = double(grids[start:stop].to(device)) if grids is not None else None
 
-            def pick(logits: torch.Tensor) -> torch.Tensor:  # (B', K) → (B',): each grid's token, twice if guided
-                logits = guide(logits, guidance_scale) if guided else logits
-                return double(pick_tokens(logits, temperature, top_k, top_p, generator))
+        def recomputed(tokens: torch.Tensor) -> torch.Tensor:
+            t = tokens.shape[1]
+            return self(F.pad(tokens, (0, h * w - t)).view(-1, h, w), labels, context)[:, t // w, t % w]
 
-            fill = self._sample_rows if use_cache else self._sample_recomputed
-            out.append(fill(double(codes), given.shape[1], cond, chunk_context, pick)[: stop - start])
-        return torch.cat(out).reshape(-1, h, w)
+        return recomputed
 
-    def _sample_recomputed(self, codes: torch.Tensor, start: int, condition: torch.Tensor,
-                           context: torch.Tensor | None, pick) -> torch.Tensor:
-        """As `_sample_rows`, by running `forward` over the whole grid for every cell."""
-        h, w = self.config.grid_shape
-        for t in range(start, h * w):
-            codes[:, t] = pick(self(codes.view(-1, h, w), condition, context)[:, t // w, t % w])
-        return codes
 
-    def _sample_rows(self, codes: torch.Tensor, start: int, condition: torch.Tensor, context: torch.Tensor | None,
-                     pick) -> torch.Tensor:
-        """Fill codes (B', h*w) from cell `start` on, in place; `pick` turns (B', K) logits into (B',) tokens
-        (B' = B, or 2B under guidance with each grid's token written twice).
+class RowCache:
+    """`next_logits` of a PixelCNN computing only what a new code changes: the condition's and the context
+    stack's gate biases once; the vertical stack (it sees only the rows above) once per row; per cell, each
+    layer's horizontal stack at that cell alone, from the few cells to its left that its kernel reads (the
+    states of the row's earlier cells are kept), and the head there. This computes what `forward` does at each
+    cell (tested) with about 1/(h·w) of its horizontal work and 2/h of its vertical work per cell."""
 
-        Only what a new code changes is computed: the condition's and the context stack's gate biases once per
-        call; the vertical stack (it sees only the rows above) once per row; then per cell, each layer's
-        horizontal stack at that cell alone, from the few cells to its left that its kernel reads (the states
-        of earlier cells are kept), and the head at that cell. This computes what `forward` does at each cell
-        (tested) with about 1/(h·w) of its horizontal work and 2/h of its vertical work per cell.
-        """
-        h, w = self.config.grid_shape
-        conditions = self.condition_ids(condition, codes.shape[0], codes.device)
-        features = self.context_stack(context) if context is not None else None  # (B', D, h_t, w_t)
-        biases = [layer.biases(conditions, features, (h, w)) for layer in self.layers]  # [(cond_v, cond_h)]
-        grid = codes.view(-1, h, w)
-        for i in range(start // w, h):
-            above = self._from_rows_above(grid[:, :i], biases)  # per layer (B', 2D, 1, w)
-            # Per layer: this row's horizontal outputs (B', D, 1, w), filled cell by cell.
-            states = [self.embed.weight.new_empty(grid.shape[0], self.config.hidden_channels, 1, w) for _ in self.layers]
-            for j in range(w):  # cells before `start` in its row only fill the states
-                for n, (layer, from_above, (_, cond_h)) in enumerate(zip(self.layers, above, biases)):
-                    # The cells this layer's kernel reads at j: half to the left (one more for the first layer,
-                    # which reads the input shifted right); the kernel's own padding stands in left of the row.
-                    low = max(0, j - layer.k // 2 - layer.first)
-                    window = (self.embed(grid[:, i, low : j + 1]).permute(0, 2, 1)[:, :, None] if n == 0
-                              else states[n - 1][..., low : j + 1])  # (B', D, 1, j+1-low)
-                    bias = cond_h[:, :, i : i + 1, low : j + 1] if cond_h.shape[2] > 1 else cond_h
-                    states[n][..., j : j + 1] = layer.horizontal_step(window, from_above[..., low : j + 1], bias)[..., -1:]
-                if i * w + j >= start:
-                    grid[:, i, j] = pick(self.head(states[-1][..., j : j + 1]).flatten(1))  # (B', K) logits
-        return codes
+    def __init__(self, model: PixelCNNPrior, labels: torch.Tensor, context: torch.Tensor | None):
+        self.model, self.width = model, model.config.grid_shape[1]
+        conditions = model.condition_ids(labels, labels.shape[0], labels.device)
+        features = model.context_stack(context) if context is not None else None  # (B', D, h_t, w_t)
+        self.biases = [layer.biases(conditions, features, model.config.grid_shape) for layer in model.layers]
+        self.row, self.filled = -1, 0  # the row being written; how many of its cells have their states
 
-    def _from_rows_above(self, rows: torch.Tensor, biases) -> list[torch.Tensor]:
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Codes so far (B', t) → the logits (B', K) of cell t."""
+        i, j = divmod(tokens.shape[1], self.width)
+        if i != self.row:  # a new row: what it reads from the rows above, and its states (B', D, 1, w) per layer
+            b, d = tokens.shape[0], self.model.config.hidden_channels
+            rows = tokens[:, : i * self.width].reshape(b, i, self.width)
+            self.above = self._from_rows_above(rows)  # per layer (B', 2D, 1, w)
+            self.states = [self.model.embed.weight.new_empty(b, d, 1, self.width) for _ in self.model.layers]
+            self.row, self.filled = i, 0
+        row = F.pad(tokens[:, i * self.width :], (0, 1))  # (B', j + 1): cell j, not yet written, as 0
+        for cell in range(self.filled, j + 1):  # cells before j only fill the states (a prefix ending mid-row)
+            self._fill(row, cell)
+        self.filled = j + 1
+        return self.model.head(self.states[-1][..., j : j + 1]).flatten(1)
+
+    def _fill(self, row: torch.Tensor, j: int) -> None:
+        """Every layer's horizontal state at cell j of the row being written, from the row's codes (B', >j)."""
+        for n, (layer, from_above, (_, cond_h)) in enumerate(zip(self.model.layers, self.above, self.biases)):
+            # The cells this layer's kernel reads at j: half to the left (one more for the first layer, which
+            # reads the input shifted right); the kernel's own padding stands in left of the row.
+            low = max(0, j - layer.k // 2 - layer.first)
+            window = (self.model.embed(row[:, low : j + 1]).permute(0, 2, 1)[:, :, None] if n == 0
+                      else self.states[n - 1][..., low : j + 1])  # (B', D, 1, j+1-low)
+            bias = cond_h[:, :, self.row : self.row + 1, low : j + 1] if cond_h.shape[2] > 1 else cond_h
+            self.states[n][..., j : j + 1] = layer.horizontal_step(window, from_above[..., low : j + 1], bias)[..., -1:]
+
+    def _from_rows_above(self, rows: torch.Tensor) -> list[torch.Tensor]:
         """The finished rows (B', r, w) above the row being written → what each layer's horizontal stack reads
         from the vertical stack there: v_to_h of the vertical pre-gates of row r-1 (B', 2D, 1, w); of zeros
         for the first row, as `forward`'s shift down gives it."""
         b, r, w = rows.shape
-        v = self.embed(rows).permute(0, 3, 1, 2)  # (B', D, r, w)
+        v = self.model.embed(rows).permute(0, 3, 1, 2)  # (B', D, r, w)
         mixed = []
-        for layer, (cond_v, _) in zip(self.layers, biases):
+        for layer, (cond_v, _) in zip(self.model.layers, self.biases):
             if r == 0:
                 mixed.append(layer.v_to_h(v.new_zeros(b, 2 * v.shape[1], 1, w)))
                 continue

@@ -26,14 +26,12 @@ from accelerate.utils import broadcast, set_seed
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from .gpt import GPT_PRESETS, GPTPrior, GPTPriorConfig
 from .index_files import LEVELS, CodesDataset, codebook_sizes
 from .pixelcnn import PIXELCNN_PRESETS, PixelCNNPrior, PixelCNNPriorConfig
 
 PRIORS = {"gpt": (GPTPrior, GPTPriorConfig), "pixelcnn": (PixelCNNPrior, PixelCNNPriorConfig)}
-LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 # curves.png panels: title -> metric names (pipelines.training_run draws them)
 CURVES = {"bits per token": ["bits_per_token", "val_bits_per_token"], "learning rate": ["lr"]}
 LN2 = math.log(2.0)
@@ -62,7 +60,7 @@ class TrainPriorConfig:
     weight_decay: float = field(default=0.05, metadata={"help": "applied to matrices only"})
     adam_betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 100
-    lr_schedule: str = "cosine"
+    lr_schedule: str = field(default="cosine", metadata={"help": "constant, cosine or linear, after the warm-up"})
     max_grad_norm: float | None = 1.0
     mixed_precision: str = "no"
     ema_decay: float = field(default=0.0, metadata={
@@ -89,8 +87,6 @@ class TrainPriorConfig:
             raise ValueError(f"prior={self.prior!r}: expected one of {sorted(PRIORS)}")
         if self.level is not None and self.level not in LEVELS:
             raise ValueError(f"level={self.level!r}: expected one of {list(LEVELS)}, or none for one-level codes")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={self.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected 'no', 'fp16' or 'bf16'")
         if not 0.0 <= self.class_dropout <= 1.0:
@@ -113,7 +109,7 @@ class TrainPriorConfig:
 
 
 @dataclass
-class Decoder:
+class GridDecoder:
     """What sample grids need from the tokenizer, passed in by the caller (prior never imports tokenizer)."""
 
     decode: Callable[[list[torch.Tensor]], torch.Tensor]  # one grid (B, h, w) per level → images (B, 3, H, W) in [-1, 1]
@@ -135,7 +131,7 @@ def build_prior(config: TrainPriorConfig, codes: CodesDataset) -> nn.Module:
     return model_cls(model_config)
 
 
-def check_decoder(decoder: Decoder | None, codes: CodesDataset) -> None:
+def check_decoder(decoder: GridDecoder | None, codes: CodesDataset) -> None:
     """The tokenizer used for sample grids must be the one the codes were made with; a top-level prior's grids
     cannot be drawn alone (the decoder needs the bottom grid too)."""
     if decoder is None:
@@ -154,26 +150,6 @@ def check_decoder(decoder: Decoder | None, codes: CodesDataset) -> None:
     if codes.num_levels > 1 and not codes.has_context:
         raise ValueError("sample grids of a top-level prior need bottom grids to decode: train it without "
                          "--tokenizer, and sample it through the pipeline with a bottom prior")
-
-
-class SeededBatches:
-    """Batch `position` of a run: rows of a per-epoch permutation seeded by (seed + epoch), sharded by process."""
-
-    def __init__(self, dataset: CodesDataset, batch_size: int, seed: int, num_processes: int, process_index: int):
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.num_processes, self.process_index = num_processes, process_index
-        self.per_epoch = len(dataset) // (batch_size * num_processes)
-        if self.per_epoch == 0:
-            raise ValueError(
-                f"{len(dataset)} training grids; expected at least batch_size x processes = {batch_size * num_processes}"
-            )
-
-    def batch(self, position: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """codes (B, h, w), labels (B,), and the top grids (B, h_t, w_t) of a bottom-level dataset, else None."""
-        epoch, b = divmod(position, self.per_epoch)
-        order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + epoch))
-        start = (b * self.num_processes + self.process_index) * self.batch_size
-        return stack_items([self.dataset[int(i)] for i in order[start : start + self.batch_size]])
 
 
 def stack_items(items: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -218,7 +194,7 @@ class PriorTrainer:
 
     curves = CURVES
 
-    def __init__(self, config: TrainPriorConfig, run, decoder: Decoder | None = None):
+    def __init__(self, config: TrainPriorConfig, run, decoder: GridDecoder | None = None):
         self.config, self.run = config, run
         self.accelerator = run.accelerator
         set_seed(config.seed)
@@ -234,11 +210,11 @@ class PriorTrainer:
         self.conditional = self.train_codes.num_classes > 0
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay)) if c.ema_decay > 0 else None
         optimizer = torch.optim.AdamW(parameter_groups(self.model, c.weight_decay), lr=c.learning_rate, betas=tuple(c.adam_betas))
-        scheduler = get_scheduler(LR_SCHEDULES[c.lr_schedule], optimizer, num_warmup_steps=c.warmup_steps, num_training_steps=c.max_steps)
+        scheduler = run.lr_scheduler(optimizer, c.max_steps)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
         if self.ema is not None:
             self.ema.to(self.accelerator.device)
-        self.batches = SeededBatches(self.train_codes, c.batch_size, c.seed, self.accelerator.num_processes, self.accelerator.process_index)
+        self.batch_order = run.batch_order(len(self.train_codes), c.batch_size, "training grids")
         # best_val / evals_since_best: early stopping's memory, checkpointed with the rest of the loop's position.
         self.state = {"step": 0, "batches_seen": 0, "nonfinite_skipped": 0, "best_val": None, "evals_since_best": 0}
         self.output_dir = run.output_dir
@@ -249,7 +225,7 @@ class PriorTrainer:
 
     def _micro_batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         position = self.state["batches_seen"]
-        codes, labels, context = self.batches.batch(position)
+        codes, labels, context = stack_items([self.train_codes[i] for i in self.batch_order.batch(position)])
         self.state["batches_seen"] += 1
         device = self.accelerator.device
         context = context.to(device) if context is not None else None

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
                    revision=args.revision, cache_dir=args.cache_dir, local_files_only=args.local_files_only)
     foreign = read_foreign(args.source, args.path, **options)
     if args.resolution is not None:
-        foreign.config = dataclasses.replace(foreign.config, resolution=args.resolution)
+        autoencoder = dataclasses.replace(foreign.config.autoencoder, resolution=args.resolution)
+        foreign.config = dataclasses.replace(foreign.config, autoencoder=autoencoder)
     model = foreign.to_tessera()
     output = Path(args.output_dir)
     model.save_pretrained(output)

@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.pipeline:
         pipe = load_pipeline(args.pipeline).to(args.device)
-        resolution = pipe.tokenizer.config.resolution
+        resolution = pipe.tokenizer.config.autoencoder.resolution
     else:
         model = load_tokenizer(args.tokenizer).to(args.device)
-        resolution = model.config.resolution
+        resolution = model.config.autoencoder.resolution
     data = ImageDataConfig(dataset=args.dataset, split=args.split, resolution=resolution,
                            data_dir=args.data_dir, resize_mode=args.resize_mode)
     if args.pipeline:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 from torchvision.utils import save_image
-from tqdm.auto import tqdm
 
 from pipelines.cli import run_command
 from pipelines.generation import PRIOR_CLASSES, ImageGenerationPipeline
@@ -88,17 +87,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if labels is not None and len(labels) == 1:
         labels = labels[0]
     generator = torch.Generator(args.device).manual_seed(args.seed)
-    images = []
-    with tqdm(total=args.num_images, unit="img", desc="sample") as bar:
-        for start in range(0, args.num_images, args.batch_size):
-            n = min(args.batch_size, args.num_images - start)
-            chunk_labels = labels[start : start + n] if isinstance(labels, list) else labels
-            out = pipe(n, class_labels=chunk_labels, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                       guidance_scale=args.guidance_scale, generator=generator, output_type="pt", batch_size=n,
-                       compile=args.compile)
-            images.append(out.images)
-            bar.update(n)
-    images = torch.cat(images)
+    images = pipe(args.num_images, class_labels=labels, temperature=args.temperature, top_k=args.top_k,
+                  top_p=args.top_p, guidance_scale=args.guidance_scale, generator=generator, output_type="pt",
+                  batch_size=args.batch_size, compile=args.compile, progress=True).images
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_image(images, args.out, nrow=args.nrow)
     written = [Path(args.out)]

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from prior import CodesWriter, GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
-from tokenizer import VQGAN, VQGANConfig
+from tokenizer import VQGAN, AutoencoderConfig, VAEConfig, VQGANConfig, VQVAE2Config
+from tokenizer.autoencoder import AUTOENCODER_FIELDS
 from tokenizer.quantizer import QuantizerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,31 +28,37 @@ PRIORS = {"gpt": (GPTPrior, GPTPriorConfig), "pixelcnn": (PixelCNNPrior, PixelCN
 # --- models -------------------------------------------------------------------------------------------------
 
 
+def tokenizer_config(config_class: type, settings: dict):
+    """`config_class` from flat settings: the autoencoder's fields and the architecture's own."""
+    shared = {name: value for name, value in settings.items() if name in AUTOENCODER_FIELDS}
+    own = {name: value for name, value in settings.items() if name not in shared}
+    return config_class(AutoencoderConfig(**shared), **own)
+
+
 def tiny_vqgan_config(factor: int = 4, resolution: int = 16, use_attention: bool = False, **quantizer) -> VQGANConfig:
     """Widths of 8 and a 32-entry codebook of 4-dim codes; `quantizer` overrides QuantizerConfig fields."""
     settings = dict(codebook_size=32, code_dim=4, kmeans_init=False)
     settings.update(quantizer)
-    return VQGANConfig(
-        downsample_factor=factor, resolution=resolution, channels=8, z_channels=8, use_attention=use_attention,
-        quantizer=QuantizerConfig(**settings),
-    )
+    autoencoder = AutoencoderConfig(downsample_factor=factor, resolution=resolution, channels=8, z_channels=8,
+                                    use_attention=use_attention)
+    return VQGANConfig(autoencoder, QuantizerConfig(**settings))
 
 
-def tiny_vqvae2_config(resolution: int = 16, top_factor: int = 2, **overrides) -> VQGANConfig:
-    """Widths of 8; a 32-code bottom codebook of 4-dim codes and a 16-code top codebook of 3-dim codes."""
+def tiny_vqvae2_config(resolution: int = 16, top_factor: int = 2, **overrides) -> VQVAE2Config:
+    """Widths of 8; a 32-code bottom codebook of 4-dim codes and a 16-code top codebook of 3-dim codes;
+    `overrides`: fields of the autoencoder or of VQVAE2Config."""
     settings = dict(
-        architecture="vqvae2", resolution=resolution, downsample_factor=4, top_downsample_factor=top_factor,
+        resolution=resolution, downsample_factor=4, top_downsample_factor=top_factor,
         channels=8, z_channels=8, quantizer=QuantizerConfig(codebook_size=32, code_dim=4, kmeans_init=False),
         top_quantizer=QuantizerConfig(codebook_size=16, code_dim=3, kmeans_init=False),
     )
-    return VQGANConfig(**{**settings, **overrides})
+    return tokenizer_config(VQVAE2Config, {**settings, **overrides})
 
 
-def tiny_vae_config(**overrides) -> VQGANConfig:
-    """16 px, widths of 8, a (3, 4, 4) latent."""
-    settings = dict(architecture="vae", resolution=16, downsample_factor=4, channels=8, z_channels=8,
-                    latent_channels=3, kl_weight=0.1)
-    return VQGANConfig(**{**settings, **overrides})
+def tiny_vae_config(**overrides) -> VAEConfig:
+    """16 px, widths of 8, a (3, 4, 4) latent; `overrides`: fields of the autoencoder or of VAEConfig."""
+    settings = dict(resolution=16, downsample_factor=4, channels=8, z_channels=8, latent_channels=3)
+    return tokenizer_config(VAEConfig, {**settings, **overrides})
 
 
 def tiny_vqgan(resolution: int = 16, codebook_size: int = 32, seed: int = 0) -> VQGAN:

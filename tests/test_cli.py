@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from pipelines.cli import config_from_dict, config_leaves, config_parser, parse_config
+from pipelines.training_run import check_run_settings
 from prior.training import TrainPriorConfig
 from tokenizer.data import ImageDataConfig
 from tokenizer.losses import LossConfig
@@ -29,8 +30,8 @@ def test_flags_reach_nested_fields_and_shared_flags_set_every_field():
         "--no_ema_codebook", "--l2_normalize_codes", "--disc_layers", "2", "--adam_betas", "0.9,0.99",
         "--max_grad_norm", "1.5", "--disc_learning_rate", "none", "--random_flip", "--no_progress", "--channel_mult", "1,2,4,4",
     ])
-    assert c.data.resolution == c.model.resolution == 64
-    assert c.model.downsample_factor == 8 and c.model.channel_mult == (1, 2, 4, 4)
+    assert c.data.resolution == c.model.autoencoder.resolution == 64
+    assert c.model.autoencoder.downsample_factor == 8 and c.model.autoencoder.channel_mult == (1, 2, 4, 4)
     assert c.model.quantizer.codebook_size == 77 and not c.model.quantizer.use_ema and c.model.quantizer.l2_normalize
     assert c.discriminator.num_layers == 2 and c.adam_betas == (0.9, 0.99) and c.max_grad_norm == 1.5
     assert c.disc_learning_rate is None and c.data.random_flip and not c.progress
@@ -39,24 +40,28 @@ def test_flags_reach_nested_fields_and_shared_flags_set_every_field():
 def test_config_file_then_flags_override(tmp_path):
     saved = config_from_dict(TrainTokenizerConfig, {
         "output_dir": "first", "data": {"dataset": "emoji", "resolution": 16},
-        "model": {"resolution": 16, "channels": 8}, "discriminator": {"num_layers": 2}, "max_steps": 7,
+        "model": {"autoencoder": {"resolution": 16, "channels": 8}}, "discriminator": {"num_layers": 2}, "max_steps": 7,
     })
     path = tmp_path / "run.json"
     path.write_text(json.dumps(saved.to_dict()))
     c = parse(TrainTokenizerConfig, ["--config", str(path), "--output_dir", "second", "--max_steps", "9"])
     assert c.output_dir == "second" and c.max_steps == 9
-    assert c.model.channels == 8 and c.model.resolution == c.data.resolution == 16 and c.data.dataset == "emoji"
+    assert c.model.autoencoder.channels == 8 and c.model.autoencoder.resolution == c.data.resolution == 16
+    assert c.data.dataset == "emoji"
 
 
 @pytest.mark.parametrize("argv, match", [
     (["--dataset", "emoji"], "missing --output_dir"),
     (["--output_dir", "o"], "missing --dataset"),
-    (["--output_dir", "o", "--dataset", "e", "--lr_schedule", "wavy"], "lr_schedule='wavy'"),
-    (["--output_dir", "o", "--dataset", "e", "--report_to", "mlflow"], None),  # checked when the run starts
+    # Both checked when the run starts (pipelines.training_run.check_run_settings), for both stages alike.
+    (["--output_dir", "o", "--dataset", "e", "--lr_schedule", "wavy"], None),
+    (["--output_dir", "o", "--dataset", "e", "--report_to", "mlflow"], None),
 ])
 def test_user_errors_are_value_errors_naming_the_value(argv, match):
     if match is None:
-        assert parse(TrainTokenizerConfig, argv).report_to == "mlflow"
+        config = parse(TrainTokenizerConfig, argv)
+        with pytest.raises(ValueError, match=f"{argv[-2][2:]}='{argv[-1]}'"):
+            check_run_settings(config)
         return
     with pytest.raises(ValueError, match=match):
         parse(TrainTokenizerConfig, argv)
@@ -120,17 +125,19 @@ def test_presets_lie_under_the_config_file_and_the_flags(tmp_path):
     base = ["--dataset", "imagenet-1k", "--output_dir", str(tmp_path)]
     config, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "imagenet-vq16", "--codebook_size", "8192"])
     # LlamaGen's VQ-16: 256 px, 16x16 grid, l2-normalised 8-dim codes updated by gradient, bf16, EMA of weights.
-    assert (config.model.resolution, config.data.resolution, config.model.grid_shapes) == (256, 256, [(16, 16)])
+    assert (config.model.autoencoder.resolution, config.data.resolution,
+            config.model.model_config().grid_shapes) == (256, 256, [(16, 16)])
     assert config.model.quantizer.l2_normalize and not config.model.quantizer.use_ema
     assert config.model.quantizer.codebook_size == 8192  # the flag wins over the preset
     assert (config.mixed_precision, config.adam_betas, config.loss.disc_start_step) == ("bf16", (0.9, 0.95), 20_000)
     saved = tmp_path / "run.json"
-    saved.write_text(json.dumps({"learning_rate": 5e-5, "model": {"channels": 96}}))
+    saved.write_text(json.dumps({"learning_rate": 5e-5, "model": {"autoencoder": {"channels": 96}}}))
     config, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "imagenet-vq16", "--config", str(saved)])
-    assert (config.learning_rate, config.model.channels, config.model.z_channels) == (5e-5, 96, 256)  # file over preset
-    assert TOKENIZER_PRESETS["imagenet-vq16"]["model"]["channels"] == 128  # the table is never modified
+    autoencoder = config.model.autoencoder
+    assert (config.learning_rate, autoencoder.channels, autoencoder.z_channels) == (5e-5, 96, 256)  # file over preset
+    assert TOKENIZER_PRESETS["imagenet-vq16"]["model"]["autoencoder"]["channels"] == 128  # the table is never modified
     small, _ = parse_config(TrainTokenizerConfig, parser, base + ["--preset", "small-32px"])
-    assert small.model.grid_shapes == [(8, 8)] and small.discriminator.num_layers == 2
+    assert small.model.model_config().grid_shapes == [(8, 8)] and small.discriminator.num_layers == 2
     with pytest.raises(SystemExit):  # argparse refuses an unknown name, listing the choices
         parse_config(TrainTokenizerConfig, parser, base + ["--preset", "vq-99"])
 

@@ -25,10 +25,10 @@ from transformers import JanusVQVAE, JanusVQVAEConfig
 from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
 from pipelines.training import train_tokenizer
 from tests.conftest import run_script, tiny_prior_for, write_images
-from tokenizer import VQGAN, VQGANConfig
+from tokenizer import VQGAN, AutoencoderConfig, QuantizerConfig, VQGANConfig
 from tokenizer.conversion import convert_tokenizer
 from tokenizer.data import ImageDataConfig
-from tokenizer.training import TrainTokenizerConfig
+from tokenizer.training import TokenizerModelSettings, TrainTokenizerConfig
 
 # Two taming-shaped VQModels (downsampling by 4): attention on the lowest level and the middle, one block per
 # level; and no attention anywhere, two blocks per level, the code dimension left to the latent's.
@@ -193,7 +193,8 @@ def test_taming_three_levels_with_attention_at_two_resolutions(tmp_path):
     reference = perturbed(VQModel(**config), seed=3)
     checkpoint, yaml_path = write_taming(reference, tmp_path)
     model = convert_tokenizer("taming", checkpoint, config=yaml_path)
-    assert model.config.attention_levels == (1, 2) and model.config.num_res_blocks == 2  # 8 and 4 px
+    autoencoder = model.config.autoencoder
+    assert autoencoder.attention_levels == (1, 2) and autoencoder.num_res_blocks == 2  # 8 and 4 px
     x = random_images(16)
     assert_same(*diffusers_outputs(reference, x), model, x)
 
@@ -333,9 +334,10 @@ def test_converted_tokenizer_tokenizes_generates_and_fine_tunes(tmp_path):
     config = TrainTokenizerConfig(
         output_dir=str(tmp_path / "fine-tuned"), init_from=str(tmp_path / "tok"), max_steps=2, batch_size=2,
         num_workers=0, progress=False, log_every=1, image_every=2, checkpoint_every=2,
-        data=ImageDataConfig(dataset=str(images), split="train", resolution=16), model=VQGANConfig(resolution=16))
+        data=ImageDataConfig(dataset=str(images), split="train", resolution=16),
+        model=TokenizerModelSettings(autoencoder=AutoencoderConfig(resolution=16)))
     fine_tuned = VQGAN.from_pretrained(train_tokenizer(config))
-    assert fine_tuned.config.attention_levels == (2,) and fine_tuned.config.channels == 32
+    assert fine_tuned.config.autoencoder.attention_levels == (2,) and fine_tuned.config.autoencoder.channels == 32
     before, after = tokenizer.state_dict(), fine_tuned.state_dict()
     assert not torch.equal(before["decoder.conv_out.weight"], after["decoder.conv_out.weight"])  # it trained
 
@@ -348,7 +350,8 @@ def test_imagenet_preset_is_llamagens_vq16_layer_for_layer():
     from tokenizer.presets import TOKENIZER_PRESETS
 
     with torch.device("meta"):
-        ours = VQGAN(VQGANConfig(**TOKENIZER_PRESETS["imagenet-vq16"]["model"]))
+        preset = TOKENIZER_PRESETS["imagenet-vq16"]["model"]
+        ours = VQGAN(VQGANConfig(AutoencoderConfig(**preset["autoencoder"]), QuantizerConfig(**preset["quantizer"])))
         reference = JanusVQVAE(JanusVQVAEConfig())
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters()) == 71_883_403
     reference_modules = dict(reference.named_modules())

@@ -165,24 +165,18 @@ def test_push_uploads_exactly_what_save_pretrained_writes(kind, tmp_path, monkey
         calls.append(("create_repo", repo_id, private, exist_ok))
         return SimpleNamespace(repo_id=f"someone/{repo_id}" if "/" not in repo_id else repo_id)
 
-    def create_branch(self, repo_id, *, branch, exist_ok=False, **kwargs):
-        calls.append(("create_branch", repo_id, branch, exist_ok))
-
     def upload_folder(self, *, repo_id, folder_path, revision=None, commit_message=None, **kwargs):
         calls.append(("upload_folder", repo_id, revision, commit_message))
         shutil.copytree(folder_path, tmp_path / "uploaded")  # the folder is gone once push returns
         return f"https://huggingface.co/{repo_id}/commit/{'c' * 40}"
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "create_branch", create_branch)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     model = build(kind, 0)
-    url = model.push_to_hub("tiny", revision="v2", private=True)
+    url = model.push_to_hub("tiny", branch="v2", private=True, commit_message="Upload a tiny model")
 
-    name = type(model).__name__
     assert url == f"https://huggingface.co/someone/tiny/commit/{'c' * 40}"
-    assert calls == [("create_repo", "tiny", True, True), ("create_branch", "someone/tiny", "v2", True),
-                     ("upload_folder", "someone/tiny", "v2", f"Upload {name}")]
+    assert calls == [("create_repo", "tiny", True, True), ("upload_folder", "someone/tiny", "v2", "Upload a tiny model")]
     model.save_pretrained(tmp_path / "saved")
     assert same_contents(tmp_path / "uploaded", tmp_path / "saved")
     assert same(outputs(LOADERS[kind].from_pretrained(tmp_path / "uploaded"), kind), outputs(model, kind))

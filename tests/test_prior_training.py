@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from prior import CodesDataset, GPTPrior, PixelCNNPrior
 from pipelines.training import train_prior
 from pipelines.training_run import find_checkpoint
-from prior.training import Decoder, PriorTrainer, TrainPriorConfig
+from prior.training import GridDecoder, PriorTrainer, TrainPriorConfig
 from tests.conftest import run_script, start_script
 from tests.test_index_files import make_codes
 
@@ -176,7 +176,7 @@ def test_labels_at_or_above_the_class_count_fail_before_training(tmp_path):
 
 
 def test_other_tokenizer_for_samples_is_refused(codes_dir, tmp_path):
-    decoder = Decoder(lambda c: c, fingerprint="ef" * 32, codebook_sizes=[50], grid_shapes=[(2, 3)])
+    decoder = GridDecoder(lambda c: c, fingerprint="ef" * 32, codebook_sizes=[50], grid_shapes=[(2, 3)])
     with pytest.raises(ValueError, match="is not the one that made the codes"):
         train_prior(tiny_config(codes_dir, tmp_path), decoder)
 
@@ -184,7 +184,7 @@ def test_other_tokenizer_for_samples_is_refused(codes_dir, tmp_path):
 def test_sample_grid_written_with_a_decoder(codes_dir, tmp_path):
     fingerprint = CodesDataset(codes_dir).fingerprint
     decode = lambda grids: grids[0][:, None].float().repeat(1, 3, 4, 4) / 25 - 1  # noqa: E731  (B,3,8,12)
-    decoder = Decoder(decode, fingerprint, codebook_sizes=[50], grid_shapes=[(2, 3)])
+    decoder = GridDecoder(decode, fingerprint, codebook_sizes=[50], grid_shapes=[(2, 3)])
     train_prior(tiny_config(codes_dir, tmp_path, max_steps=2, sample_every=2), decoder)
     assert (tmp_path / "samples" / "samples_0000002.png").is_file()
 
@@ -210,6 +210,8 @@ def test_report_to_tensorboard_writes_events_and_a_missing_tracker_is_an_error(c
         train_prior(tiny_config(codes_dir, tmp_path / "wandb", report_to="wandb"))
     with pytest.raises(ValueError, match="report_to='mlflow'"):
         train_prior(tiny_config(codes_dir, tmp_path / "other", report_to="mlflow"))
+    with pytest.raises(ValueError, match="lr_schedule='wavy'"):
+        train_prior(tiny_config(codes_dir, tmp_path / "other", lr_schedule="wavy"))
 
 
 def test_early_stopping_keeps_the_best_weights_and_resumes_its_count(codes_dir, tmp_path, monkeypatch):

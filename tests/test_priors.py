@@ -169,20 +169,18 @@ def test_sampling_without_cache_gives_the_same_grids(name):
     assert torch.equal(a, b)
 
 
-def test_pixelcnn_row_cache_gives_the_forward_logits():
-    """The row-cached pass's logits at every cell equal `forward`'s (the sampler records them via `pick`)."""
-    model = pixelcnn()
-    codes = torch.randint(0, K, (2, *GRID))
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cached", "recomputed"])
+@pytest.mark.parametrize("name", ["gpt", "pixelcnn"])
+def test_sampling_steps_give_the_forward_logits(name, use_cache):
+    """`start_sampling`'s next_logits (GPT: the fused decode step; PixelCNN: the row cache; or their recomputed
+    references) at every cell, walked through given codes, equal `forward`'s logits."""
+    model = BUILDERS[name]()
+    codes = torch.randint(0, K, (2, *GRID)).reshape(2, -1)
     labels = torch.tensor([2, -1])
-    full = model(codes, labels).reshape(2, -1, K)
-    seen = []
-
-    def replay(logits):  # write back the given codes, so the pass walks through `codes`
-        seen.append(logits)
-        return codes.reshape(2, -1)[:, len(seen) - 1]
-
+    full = model(codes.reshape(2, *GRID), labels).reshape(2, -1, K)
     with torch.no_grad():
-        model._sample_rows(torch.zeros(2, GRID[0] * GRID[1], dtype=torch.long), 0, labels, None, replay)
+        next_logits = model.start_sampling(labels, None, use_cache=use_cache)
+        seen = [next_logits(codes[:, :t]) for t in range(codes.shape[1])]
     assert torch.allclose(torch.stack(seen, 1), full, atol=1e-5)
 
 

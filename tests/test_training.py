@@ -12,14 +12,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from tokenizer import VQGAN, VQGANConfig
+from tokenizer import VQGAN, AutoencoderConfig, VQGANConfig
 from tokenizer.data import ImageDataConfig
 from tokenizer.discriminator import DiscriminatorConfig
 from tokenizer.losses import LossConfig
+from tokenizer.autoencoder import TokenizerConfig
 from tokenizer.quantizer import QuantizerConfig
 from pipelines.training import train_tokenizer
 from pipelines.training_run import find_checkpoint
-from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig
+from tokenizer.training import TokenizerModelSettings, TokenizerTrainer, TrainTokenizerConfig
 from tests.conftest import run_script, tiny_vae_config, tiny_vqvae2_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,12 +39,12 @@ def image_folder(tmp_path_factory) -> Path:
     return folder
 
 
-def architecture_model(architecture: str) -> VQGANConfig:
+def architecture_model(architecture: str) -> TokenizerConfig:
     """tiny_train_config's model, or a VQ-VAE-2 (k-means init and dead-code restarts on both codebooks) or a VAE
     of the same widths: every architecture trains through the one command and resumes through the same code."""
     if architecture == "vqgan":
-        return VQGANConfig(downsample_factor=4, resolution=16, channels=8, z_channels=8,
-                           quantizer=QuantizerConfig(codebook_size=16, code_dim=4, dead_code_threshold=0.5))
+        return VQGANConfig(AutoencoderConfig(downsample_factor=4, resolution=16, channels=8, z_channels=8),
+                           QuantizerConfig(codebook_size=16, code_dim=4, dead_code_threshold=0.5))
     if architecture == "vqvae2":
         return tiny_vqvae2_config(quantizer=QuantizerConfig(codebook_size=16, code_dim=4, dead_code_threshold=0.5),
                                   top_quantizer=QuantizerConfig(codebook_size=8, code_dim=4, dead_code_threshold=0.5))
@@ -51,6 +52,7 @@ def architecture_model(architecture: str) -> VQGANConfig:
 
 
 def tiny_train_config(data: Path, output: Path, **overrides) -> TrainTokenizerConfig:
+    """Five tiny steps with every feature on; `model` may be a model config (VQGANConfig, VQVAE2Config, VAEConfig)."""
     settings = dict(
         output_dir=str(output),
         data=ImageDataConfig(dataset=str(data), resolution=16, random_flip=True),
@@ -71,6 +73,8 @@ def tiny_train_config(data: Path, output: Path, **overrides) -> TrainTokenizerCo
         progress=False,
     )
     settings.update(overrides)
+    if isinstance(settings["model"], TokenizerConfig):
+        settings["model"] = TokenizerModelSettings.of(settings["model"])
     return TrainTokenizerConfig(**settings)
 
 
@@ -234,6 +238,54 @@ def test_cli_runs_two_steps(image_folder, tmp_path):
         "--no_progress",
     )
     assert VQGAN.from_pretrained(out).config.quantizer.codebook_size == 16
+
+
+LEGACY = ROOT / "tests" / "data" / "legacy"
+
+
+@pytest.mark.parametrize("architecture", ["vae", "vqvae2"])
+def test_train_configs_written_before_the_split_configs_load_with_kl_weight_in_the_loss(architecture, tmp_path):
+    """tests/data/legacy/train_config_*.json were written by TrainTokenizerConfig.to_dict() when one model config
+    held every architecture's fields and the vae's kl_weight; `--config` (and so a resume from such a run's
+    train_config.json) reads them into today's layout."""
+    from pipelines.cli import config_parser, parse_config
+
+    legacy = LEGACY / f"train_config_{architecture}.json"
+    old = json.loads(legacy.read_text())
+    parser = config_parser(TrainTokenizerConfig)
+    config, _ = parse_config(TrainTokenizerConfig, parser, ["--config", str(legacy), "--resume_from_checkpoint", "latest"])
+    assert config.model.architecture == architecture and config.resume_from_checkpoint == "latest"
+    model = config.model.model_config()
+    saved = json.loads(json.dumps(model.to_dict()))
+    assert saved == {name: old["model"][name] for name in saved}  # every field the architecture has, as written
+    assert config.loss.kl_weight == old["model"]["kl_weight"]
+    again = json.loads(json.dumps(config.to_dict()))
+    for section in ("data", "discriminator"):
+        assert again[section] == old[section]
+    assert again["loss"] == {**old["loss"], "kl_weight": old["model"]["kl_weight"]}
+    assert {k: v for k, v in again.items() if not isinstance(v, dict)} == \
+        {k: v for k, v in old.items() if not isinstance(v, dict)} | {"resume_from_checkpoint": "latest"}
+    if architecture == "vae":
+        assert config.loss.kl_weight == 0.1 and model.latent_channels == 8 and model.autoencoder.z_channels == 16
+    else:
+        assert model.top_downsample_factor == 4 and model.codebook_sizes == [32, 128]
+        assert model.grid_shapes == [(2, 2), (8, 8)]
+    # A flag still wins over the file, and the file written now reads back as the same config.
+    flagged, _ = parse_config(TrainTokenizerConfig, parser, ["--config", str(legacy), "--kl_weight", "0.2"])
+    assert flagged.loss.kl_weight == 0.2
+    (tmp_path / "new.json").write_text(json.dumps(config.to_dict()))
+    assert parse_config(TrainTokenizerConfig, parser, ["--config", str(tmp_path / "new.json")])[0] == config
+
+
+def test_settings_giving_a_field_in_both_layouts_are_refused():
+    from tokenizer.training import upgrade_train_settings
+
+    with pytest.raises(ValueError, match="model.kl_weight and loss.kl_weight"):
+        upgrade_train_settings({"model": {"kl_weight": 0.1}, "loss": {"kl_weight": 0.2}})
+    with pytest.raises(ValueError, match="model.channels and model.autoencoder.channels"):
+        upgrade_train_settings({"model": {"channels": 8, "autoencoder": {"channels": 16}}})
+    today = {"model": {"autoencoder": {"channels": 8}}, "loss": {"kl_weight": 0.2}}
+    assert upgrade_train_settings(today) is today
 
 
 def test_cli_help_explains_flags():

@@ -15,9 +15,9 @@ from pipelines.generation import ImageGenerationPipeline, load_pipeline
 from pipelines.training import train_tokenizer
 from tests.conftest import run_script, tiny_prior, tiny_vae_config, tiny_vqgan, write_images
 from tests.test_training import all_weights, assert_same_weights, image_folder, tiny_train_config  # noqa: F401
-from tokenizer import VAE, VQGAN, VQGANConfig, build_tokenizer, load_tokenizer
+from tokenizer import VAE, VQGAN, AutoencoderConfig, VQVAE2Config, build_tokenizer, load_tokenizer
 from tokenizer.data import ImageDataConfig
-from tokenizer.losses import LossConfig
+from tokenizer.losses import LossConfig, VQGANLoss
 from tokenizer.training import TokenizerTrainer
 from tokenizer.vae import gaussian_kl
 
@@ -65,8 +65,9 @@ def test_kl_is_the_closed_form_of_torch_distributions_and_the_loss_is_weighted_p
     reference = kl_divergence(Normal(mean, (0.5 * logvar).exp()), Normal(0.0, 1.0)).flatten(1).sum(1)
     assert torch.allclose(gaussian_kl(mean, logvar), reference, atol=1e-5)
     assert torch.allclose(gaussian_kl(torch.zeros(1, 4), torch.zeros(1, 4)), torch.zeros(1))  # q = prior
-    out = tiny_vae(kl_weight=0.25).train()(images())
-    assert out.latent_loss.item() == pytest.approx(0.25 * out.kl.mean().item() / (3 * 16 * 16), rel=1e-5)
+    out = tiny_vae().train()(images())
+    loss_fn = VQGANLoss(LossConfig(kl_weight=0.25, perceptual_loss="none", disc_start_step=0))
+    assert loss_fn.latent_loss(out).item() == pytest.approx(0.25 * out.kl.mean().item() / (3 * 16 * 16), rel=1e-5)
     assert out.latent_logs["kl_nats"] == pytest.approx(out.kl.mean().item(), rel=1e-5)
     assert out.latent_name == "kl_loss"
 
@@ -75,15 +76,16 @@ def test_config_fields_and_fingerprints_of_each_architecture():
     with pytest.raises(ValueError, match="latent_channels=0"):
         tiny_vae_config(latent_channels=0)
     with pytest.raises(ValueError, match="kl_weight=-1"):
-        tiny_vae_config(kl_weight=-1)
-    with pytest.raises(ValueError, match="VQGAN builds 'vqgan'"):
+        LossConfig(kl_weight=-1)
+    with pytest.raises(ValueError, match="VQGAN is built from a VQGANConfig"):
         VQGAN(tiny_vae_config())
     assert isinstance(build_tokenizer(tiny_vae_config()), VAE)
-    # Each architecture's fingerprint reads only its own fields, so the VAE's did not change the others'.
+    # Each architecture's fingerprint reads only its own fields (and no loss weight), so the VAE's did not change
+    # the others'.
     vae_fields = tiny_vae_config().fingerprint_dict().keys()
-    assert {"latent_channels", "kl_weight"} <= vae_fields and "top_quantizer" not in vae_fields
+    assert "latent_channels" in vae_fields and not {"kl_weight", "quantizer", "top_quantizer"} & vae_fields
     assert not {"latent_channels", "kl_weight", "architecture"} & tiny_vqgan().config.fingerprint_dict().keys()
-    vqvae2_fields = VQGANConfig(architecture="vqvae2", resolution=16).fingerprint_dict().keys()
+    vqvae2_fields = VQVAE2Config(AutoencoderConfig(resolution=16)).fingerprint_dict().keys()
     assert "top_quantizer" in vqvae2_fields and not {"latent_channels", "kl_weight"} & vqvae2_fields
 
 
@@ -126,7 +128,8 @@ def test_evaluation_reports_kl_rate_and_the_negative_elbo(tmp_path):
 
 
 def vae_train_config(image_folder, output, **overrides):
-    settings = dict(model=tiny_vae_config(), loss=LossConfig(perceptual_loss="none", disc_start_step=3), max_steps=4)
+    settings = dict(model=tiny_vae_config(), loss=LossConfig(perceptual_loss="none", disc_start_step=3, kl_weight=0.1),
+                    max_steps=4)
     return tiny_train_config(image_folder, output, **{**settings, **overrides})
 
 
@@ -205,7 +208,8 @@ def test_command_lines_train_sample_and_evaluate_a_vae(image_folder, tmp_path): 
                "--perceptual_loss", "none", "--gan_weight", "0", "--max_steps", "2", "--batch_size", "4",
                "--num_workers", "0", "--output_dir", tmp_path / "vae", "--no_progress")
     trained = load_tokenizer(tmp_path / "vae")
-    assert isinstance(trained, VAE) and trained.config.latent_shape == (2, 4, 4) and trained.config.kl_weight == 0.05
+    assert isinstance(trained, VAE) and trained.config.latent_shape == (2, 4, 4)
+    assert json.loads((tmp_path / "vae" / "train_config.json").read_text())["loss"]["kl_weight"] == 0.05
     run_script("sample.py", "--tokenizer", tmp_path / "vae", "--num_images", "3", "--temperature", "0.8",
                "--out", tmp_path / "grid.png")
     assert Image.open(tmp_path / "grid.png").size[0] > 16

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.conftest import tiny_vqgan_config
-from tokenizer import VQGAN, VQGANConfig
+from tokenizer import VQGAN, AutoencoderConfig, VQGANConfig
 from tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator
 from tokenizer.losses import LossConfig, VQGANLoss, adaptive_gan_weight
 from tokenizer.quantizer import QuantizerConfig
@@ -85,9 +85,9 @@ def test_load_weights_from_other_config_is_value_error(tmp_path):
 @pytest.mark.parametrize(
     "build, match",
     [
-        (lambda: VQGANConfig(resolution=30, channel_mult=(1, 2, 2)), "resolution=30"),
-        (lambda: VQGANConfig(channel_mult=(1, 2)), r"channel_mult=\[1, 2\] has 2 entries; downsample factor 4 needs 3"),
-        (lambda: VQGANConfig(downsample_factor=32), "downsample_factor=32"),
+        (lambda: AutoencoderConfig(resolution=30, channel_mult=(1, 2, 2)), "resolution=30"),
+        (lambda: AutoencoderConfig(channel_mult=(1, 2)), r"channel_mult=\[1, 2\] has 2 entries; downsample factor 4 needs 3"),
+        (lambda: AutoencoderConfig(downsample_factor=32), "downsample_factor=32"),
         (lambda: QuantizerConfig(codebook_size=1), "codebook_size=1"),
         (lambda: LossConfig(reconstruction_loss="l3"), "reconstruction_loss='l3'"),
         (lambda: LossConfig(gan_loss="wasserstein"), "gan_loss='wasserstein'"),

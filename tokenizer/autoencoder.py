@@ -1,7 +1,8 @@
-"""Convolutional encoder and decoder of the VQ-GAN (residual blocks, optional self-attention).
+"""The autoencoder every tokenizer architecture is built around: its config, the base of the tokenizer configs and
+modules that compose it, and the convolutional encoder and decoder (residual blocks, optional self-attention).
 
 The encoder maps images (B, 3, H, W) to latents (B, z_channels, H/f, W/f) with f = 2**(len(channel_mult)-1);
-the decoder maps latents back. Both are plain modules; the quantiser sits between them in `VQGAN`.
+the decoder maps latents back. Both are plain modules; a bottleneck sits between them (the quantiser of `VQGAN`).
 The layout is taming-transformers' (which diffusers' VQModel and LlamaGen's VQ share): per level
 `num_res_blocks` residual blocks (the decoder one more), each followed by self-attention on the levels in
 `attention_levels`, a stride-2 downsample between levels; a middle of block, (attention,) block.
@@ -9,12 +10,156 @@ The layout is taming-transformers' (which diffusers' VQModel and LlamaGen's VQ s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .files import TokenizerFiles
+from .quantizer import QuantizerConfig
+
+DOWNSAMPLE_FACTORS = (4, 8, 16)
+
+
+@dataclass
+class AutoencoderConfig:
+    """The encoder and decoder of every tokenizer architecture, and the images they take."""
+
+    resolution: int = field(default=32, metadata={"flag": "resolution", "help": "image side in pixels"})
+    in_channels: int = field(default=3, metadata={"flag": "in_channels", "help": "image channels"})
+    channels: int = field(default=64, metadata={"help": "base width of the encoder and decoder"})
+    downsample_factor: int = field(default=4, metadata={
+        "help": f"one of {DOWNSAMPLE_FACTORS}: the code grid is resolution / factor (32 px at 4 -> 8x8 codes)"})
+    # One entry per level (log2(factor) + 1 of them); None picks (1, 2, 2, 4, 4) cut to that length.
+    channel_mult: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "width multipliers per level, log2(factor)+1 entries; none = 1,2,2,4,4 cut to length"})
+    num_res_blocks: int = field(default=1, metadata={"help": "residual blocks per level"})
+    z_channels: int = field(default=64, metadata={"help": "channels of the latent before the code projection"})
+    use_attention: bool = field(default=False, metadata={
+        "flag": "attention", "help": "self-attention in the middle (between the two blocks at the lowest resolution)"})
+    # taming's attn_resolutions as level indices, so the layout does not change with the image size.
+    attention_levels: tuple[int, ...] = field(default=(), metadata={
+        "help": "levels (0 = full resolution) whose every residual block is followed by self-attention"})
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.downsample_factor not in DOWNSAMPLE_FACTORS:
+            raise ValueError(f"downsample_factor={self.downsample_factor}: expected one of {DOWNSAMPLE_FACTORS}")
+        levels = int(math.log2(self.downsample_factor)) + 1
+        if self.channel_mult is None:
+            self.channel_mult = (1, 2, 2, 4, 4)[:levels]
+        self.channel_mult = tuple(int(m) for m in self.channel_mult)
+        self.attention_levels = tuple(sorted(int(level) for level in self.attention_levels))
+        if len(self.channel_mult) != levels:
+            raise ValueError(
+                f"channel_mult={list(self.channel_mult)} has {len(self.channel_mult)} entries; downsample factor "
+                f"{self.downsample_factor} needs {levels} (one per level)"
+            )
+        check_attention_levels(self.attention_levels, levels)
+        check_resolution(self.resolution, self.downsample_factor)
+        for name in ("channels", "num_res_blocks", "z_channels", "in_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
+
+    @property
+    def grid_side(self) -> int:
+        """Side of the encoder's latent grid: resolution / downsample_factor."""
+        return self.resolution // self.downsample_factor
+
+    @property
+    def layout(self) -> LevelLayout:
+        """The levels of the image encoder and decoder."""
+        return LevelLayout(self.channels, self.channel_mult, self.num_res_blocks, self.use_attention, self.dropout,
+                           self.attention_levels)
+
+
+def check_resolution(resolution: int, factor: int) -> None:
+    if resolution <= 0 or resolution % factor:
+        raise ValueError(f"resolution={resolution} is not divisible by the downsample factor {factor}; expected a "
+                         f"positive multiple of it")
+
+
+AUTOENCODER_FIELDS = tuple(f.name for f in dataclasses.fields(AutoencoderConfig))
+# Fields that config.json files written before each architecture had its own config held for every architecture
+# (and a vae's kl_weight, now a loss weight): reading one ignores those its architecture does not have.
+LEGACY_FIELDS = frozenset({"quantizer", "top_downsample_factor", "top_quantizer", "latent_channels", "kl_weight"})
+
+
+@dataclass
+class TokenizerConfig:
+    """What the configs of the tokenizer architectures (VQGANConfig, VQVAE2Config, VAEConfig) share: the
+    `autoencoder`, which each composes with its bottleneck's own fields; config.json's flat layout (the
+    autoencoder's fields at the top level beside those); and the code grids, one per entry of `quantizers`."""
+
+    # config.json's name for the architecture (the module class's `architecture`).
+    saved_architecture: ClassVar[str]
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.autoencoder, dict):
+            self.autoencoder = AutoencoderConfig(**self.autoencoder)
+
+    @property
+    def quantizers(self) -> list[QuantizerConfig]:
+        """One codebook per code grid, coarsest first; none for a Gaussian latent."""
+        raise NotImplementedError
+
+    @property
+    def num_levels(self) -> int:
+        """Code grids per image: 1 (vqgan), 2 (vqvae2), 0 (vae: a continuous latent, nothing for a prior)."""
+        return len(self.quantizers)
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        """One codebook size per level, coarsest first (as grid_shapes)."""
+        return [quantizer.codebook_size for quantizer in self.quantizers]
+
+    @property
+    def total_downsample_factor(self) -> int:
+        """Image side / the coarsest grid's side."""
+        return self.autoencoder.downsample_factor
+
+    @property
+    def grid_shapes(self) -> list[tuple[int, int]]:
+        """One (h, w) grid per level, coarsest first: [(h, w)] for a vqgan, [top, bottom] for a vqvae2."""
+        return [(self.autoencoder.grid_side,) * 2] * self.num_levels
+
+    def to_dict(self) -> dict:
+        """config.json's layout: the autoencoder's fields, then the architecture's own."""
+        data = dataclasses.asdict(self)
+        return {**data.pop("autoencoder"), **data}
+
+    def fingerprint_dict(self) -> dict:
+        """What the fingerprint hashes: to_dict() with the architecture's name, and without `attention_levels`
+        while it is empty (a field newer than the first saved tokenizers), so older fingerprints still hold."""
+        data = {"architecture": self.saved_architecture, **self.to_dict()}
+        if not self.autoencoder.attention_levels:
+            data.pop("attention_levels")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The config of a to_dict() dict, or of a config.json written before each architecture had its own config:
+        those hold every architecture's fields (LEGACY_FIELDS; ignored where not this one's), and the oldest have
+        no `downsample_factor`. Any other unknown key is a ValueError."""
+        data = dict(data)
+        named = data.pop("architecture", cls.saved_architecture)
+        if named != cls.saved_architecture:
+            raise ValueError(f"architecture={named!r}: a {cls.__name__} holds a {cls.saved_architecture!r} tokenizer")
+        own = {f.name for f in dataclasses.fields(cls)} - {"autoencoder"}
+        unknown = sorted(set(data) - own - set(AUTOENCODER_FIELDS) - LEGACY_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; expected a subset of "
+                             f"{sorted(own | set(AUTOENCODER_FIELDS))}")
+        if "downsample_factor" not in data and data.get("channel_mult"):  # folders saved before the field existed
+            data["downsample_factor"] = 2 ** (len(data["channel_mult"]) - 1)
+        autoencoder = AutoencoderConfig(**{name: data[name] for name in AUTOENCODER_FIELDS if name in data})
+        return cls(autoencoder, **{name: data[name] for name in own if name in data})
 
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
@@ -94,36 +239,53 @@ def _middle(channels: int, use_attention: bool, dropout: float) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
+@dataclass(frozen=True)
+class LevelLayout:
+    """The levels of an Encoder or a Decoder (0 = full resolution): widths channels·channel_mult, residual blocks
+    per level, self-attention after each block of the `attention_levels` and (use_attention) in the middle."""
+
+    channels: int
+    channel_mult: tuple[int, ...]
+    num_res_blocks: int
+    use_attention: bool = False
+    dropout: float = 0.0
+    attention_levels: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_attention_levels(self.attention_levels, len(self.channel_mult))
+
+    @property
+    def widths(self) -> list[int]:
+        return [self.channels * m for m in self.channel_mult]
+
+    def level_blocks(self, level: int, width: int, out_width: int, count: int) -> list[nn.Module]:
+        """`count` residual blocks of `level` from `width` to `out_width` channels, each followed by self-attention
+        when the level is one of the attention levels."""
+        blocks: list[nn.Module] = []
+        for _ in range(count):
+            blocks.append(ResidualBlock(width, out_width, self.dropout))
+            width = out_width
+            if level in self.attention_levels:
+                blocks.append(SelfAttention(width))
+        return blocks
+
+
 class Encoder(nn.Module):
     """Images (B, in_channels, H, W) → latents (B, z_channels, H/f, W/f)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        channel_mult: Sequence[int],
-        num_res_blocks: int,
-        z_channels: int,
-        use_attention: bool,
-        dropout: float = 0.0,
-        attention_levels: Sequence[int] = (),
-    ):
+    def __init__(self, in_channels: int, z_channels: int, layout: LevelLayout):
         super().__init__()
-        check_attention_levels(attention_levels, len(channel_mult))
-        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
-        widths = [channels * m for m in channel_mult]
+        self.conv_in = nn.Conv2d(in_channels, layout.channels, 3, padding=1)
+        widths = layout.widths
         blocks: list[nn.Module] = []
-        width = channels
+        width = layout.channels
         for level, out_width in enumerate(widths):
-            for _ in range(num_res_blocks):
-                blocks.append(ResidualBlock(width, out_width, dropout))
-                width = out_width
-                if level in attention_levels:
-                    blocks.append(SelfAttention(width))
+            blocks += layout.level_blocks(level, width, out_width, layout.num_res_blocks)
+            width = out_width
             if level < len(widths) - 1:
                 blocks.append(Downsample(width))
         self.down = nn.Sequential(*blocks)
-        self.middle = _middle(width, use_attention, dropout)
+        self.middle = _middle(width, layout.use_attention, layout.dropout)
         self.norm_out = group_norm(width)
         self.conv_out = nn.Conv2d(width, z_channels, 3, padding=1)
 
@@ -135,31 +297,17 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latents (B, z_channels, h, w) → images (B, out_channels, h*f, w*f); mirrors `Encoder`."""
 
-    def __init__(
-        self,
-        out_channels: int,
-        channels: int,
-        channel_mult: Sequence[int],
-        num_res_blocks: int,
-        z_channels: int,
-        use_attention: bool,
-        dropout: float = 0.0,
-        attention_levels: Sequence[int] = (),
-    ):
+    def __init__(self, out_channels: int, z_channels: int, layout: LevelLayout):
         super().__init__()
-        check_attention_levels(attention_levels, len(channel_mult))
-        widths = [channels * m for m in channel_mult]
+        widths = layout.widths
         width = widths[-1]
         self.conv_in = nn.Conv2d(z_channels, width, 3, padding=1)
-        self.middle = _middle(width, use_attention, dropout)
+        self.middle = _middle(width, layout.use_attention, layout.dropout)
         blocks: list[nn.Module] = []
         for level in reversed(range(len(widths))):
             # One block more than the encoder per level, as in taming's decoder.
-            for _ in range(num_res_blocks + 1):
-                blocks.append(ResidualBlock(width, widths[level], dropout))
-                width = widths[level]
-                if level in attention_levels:
-                    blocks.append(SelfAttention(width))
+            blocks += layout.level_blocks(level, width, widths[level], layout.num_res_blocks + 1)
+            width = widths[level]
             if level > 0:
                 blocks.append(Upsample(width))
         self.up = nn.Sequential(*blocks)
@@ -174,3 +322,19 @@ class Decoder(nn.Module):
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         h = self.up(self.middle(self.conv_in(latents)))
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class TokenizerModule(TokenizerFiles, nn.Module):
+    """What the module of every tokenizer architecture shares: its config (checked to be its `config_class`),
+    its folder and fingerprint (TokenizerFiles), and the image decoder `decoder`."""
+
+    decoder: Decoder
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self._set_config(config)
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The image decoder's last weight, where the adaptive GAN weight is measured."""
+        return self.decoder.last_layer

@@ -1,43 +1,35 @@
-"""What every tokenizer architecture shares: its saved folder (config.json + model.safetensors, on disk or on the
-Hub), its fingerprint, and the checks on the images and code grids it is given.
-
-A subclass sets `architecture` (the config's `architecture` value it is built for) and `config_class`; its
-instances have `config` (with to_dict, fingerprint_dict and from_dict). tokenizer.loading.load_tokenizer picks
-the class from a folder's config.
+"""What every tokenizer architecture shares: its saved folder (tessera_hub.SavedModel: config.json naming the
+architecture + model.safetensors, on disk or on the Hub), its fingerprint, and the checks on the images and code
+grids it is given. A subclass sets `architecture` and `config_class`; tokenizer.loading.load_tokenizer picks the
+class from a folder's config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from .hub import load_weights_strict, push_pretrained, resolve_folder
+from tessera_hub import SavedModel
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 INDEX_DTYPES = (torch.long, torch.int32, torch.int16, torch.uint8)
 
 
-def read_tokenizer_config(folder: Path) -> dict:
-    """The config dict of a tokenizer folder; folders written before `architecture` existed are "vqgan"."""
-    return {"architecture": "vqgan", **json.loads((folder / CONFIG_NAME).read_text())}
-
-
-class TokenizerFiles:
-    """save_pretrained / from_pretrained / push_to_hub / fingerprint, shared by the tokenizer architectures."""
+class TokenizerFiles(SavedModel):
+    """save_pretrained / from_pretrained / push_to_hub (huggingface_hub's mixin) and the fingerprint, shared by the
+    tokenizer architectures. Folders written before config.json named the architecture hold a vqgan."""
 
     architecture: str
-    config_class: type
+    kind_key = "architecture"
+    legacy_kind = "vqgan"
+    noun = "tokenizer"
 
     def _set_config(self, config) -> None:
-        """Keep `config` after checking that it is for this class's architecture."""
-        if config.architecture != self.architecture:
-            raise ValueError(f"architecture={config.architecture!r}: {type(self).__name__} builds "
-                             f"{self.architecture!r}; build any with tokenizer.build_tokenizer")
+        """Keep `config` after checking that it is this architecture's config class."""
+        if not isinstance(config, self.config_class):
+            raise ValueError(f"a {type(config).__name__}: {type(self).__name__} is built from a "
+                             f"{self.config_class.__name__}; build any architecture with tokenizer.build_tokenizer")
         self.config = config
 
     @property
@@ -48,57 +40,9 @@ class TokenizerFiles:
     def require_codes(self, purpose: str) -> None:
         """ValueError when this tokenizer has no code grids (a vae) but `purpose` needs them."""
         if self.num_levels == 0:
-            raise ValueError(f"{purpose} needs code indices, and a {self.config.architecture!r} tokenizer has a "
+            raise ValueError(f"{purpose} needs code indices, and a {self.architecture!r} tokenizer has a "
                              f"Gaussian latent instead: use a vqgan or vqvae2 tokenizer (a vae samples its latents "
                              f"from N(0, I): ImageGenerationPipeline(vae) with no prior)")
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json and model.safetensors into `directory`."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "model": f"tessera.{type(self).__name__}"})
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | Path,
-        *,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        map_location: str | torch.device = "cpu",
-    ):
-        """Rebuild from a folder written by `save_pretrained`, or from a Hub repo id (only config.json and
-        model.safetensors are fetched, into the Hugging Face cache). The folder must hold this architecture
-        (tokenizer.load_tokenizer takes any), and every weight must be present and match."""
-        folder = resolve_folder(
-            name_or_path, (CONFIG_NAME, WEIGHTS_NAME), "a tokenizer folder", revision=revision,
-            cache_dir=cache_dir, local_files_only=local_files_only, token=token,
-        )
-        config = read_tokenizer_config(folder)
-        if config["architecture"] != cls.architecture:
-            raise ValueError(f"{folder} holds a {config['architecture']!r} tokenizer, not a {cls.architecture!r} one: "
-                             f"load it with tokenizer.load_tokenizer")
-        model = cls(cls.config_class.from_dict(config))
-        load_weights_strict(model, folder / WEIGHTS_NAME, map_location)
-        return model.eval()
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        revision: str | None = None,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        commit_message: str | None = None,
-    ):
-        """Upload what `save_pretrained` writes to the Hub repo `repo_id` (created if missing); returns the commit info."""
-        return push_pretrained(
-            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message
-        )
 
     def fingerprint(self) -> str:
         """sha256 of the config and every weight (names, dtypes, shapes, bytes): identifies this exact tokenizer.

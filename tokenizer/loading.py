@@ -1,5 +1,5 @@
-"""Any tokenizer architecture from its config or its saved folder: the one place that maps
-`VQGANConfig.architecture` to a class."""
+"""Any tokenizer architecture from its config or its saved folder: the one place that maps an architecture to
+its class."""
 
 from __future__ import annotations
 
@@ -7,34 +7,29 @@ from pathlib import Path
 
 import torch
 
-from .files import CONFIG_NAME, WEIGHTS_NAME, read_tokenizer_config
-from .hub import resolve_folder
-from .vqgan import VQGAN, VQGANConfig
+from .autoencoder import TokenizerConfig
+from .files import TokenizerFiles
 from .vae import VAE
+from .vqgan import VQGAN
 from .vqvae2 import VQVAE2
 
-TOKENIZER_CLASSES = {"vqgan": VQGAN, "vqvae2": VQVAE2, "vae": VAE}
+TOKENIZER_CLASSES = {cls.architecture: cls for cls in (VQGAN, VQVAE2, VAE)}
 Tokenizer = VQGAN | VQVAE2 | VAE
 
 
-def build_tokenizer(config: VQGANConfig) -> Tokenizer:
-    """A freshly initialised tokenizer of `config.architecture`."""
-    return TOKENIZER_CLASSES[config.architecture](config)
+def build_tokenizer(config: TokenizerConfig) -> Tokenizer:
+    """A freshly initialised tokenizer of the architecture whose config class `config` is."""
+    by_config = {cls.config_class: cls for cls in TOKENIZER_CLASSES.values()}
+    if type(config) not in by_config:
+        raise ValueError(f"a {type(config).__name__}: expected one of {[c.__name__ for c in by_config]}")
+    return by_config[type(config)](config)
 
 
-def load_tokenizer(
-    name_or_path: str | Path,
-    *,
-    revision: str | None = None,
-    cache_dir: str | Path | None = None,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-    map_location: str | torch.device = "cpu",
-) -> Tokenizer:
-    """A saved tokenizer of any architecture (a folder or a Hub repo id), with its class's from_pretrained."""
-    hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-    folder = resolve_folder(name_or_path, (CONFIG_NAME, WEIGHTS_NAME), "a tokenizer folder", **hub)
-    architecture = read_tokenizer_config(folder)["architecture"]
+def load_tokenizer(name_or_path: str | Path, *, map_location: str | torch.device = "cpu", **hub) -> Tokenizer:
+    """A saved tokenizer of any architecture (a folder or a Hub repo id), with its class's from_pretrained;
+    `hub`: huggingface_hub's revision, cache_dir, local_files_only, token."""
+    folder = TokenizerFiles.resolve(name_or_path, **hub)
+    architecture, _ = TokenizerFiles.read_config(folder)
     if architecture not in TOKENIZER_CLASSES:
-        raise ValueError(f"{folder / CONFIG_NAME}: architecture {architecture!r}; expected one of {list(TOKENIZER_CLASSES)}")
+        raise ValueError(f"{folder}/config.json: architecture {architecture!r}; expected one of {list(TOKENIZER_CLASSES)}")
     return TOKENIZER_CLASSES[architecture].from_pretrained(folder, map_location=map_location)

@@ -1,4 +1,5 @@
-"""VQ-GAN training losses: reconstruction (L1/L2), perceptual, quantiser, and the patch-GAN terms.
+"""Tokenizer training losses: reconstruction (L1/L2), perceptual, the bottleneck's (quantiser or KL), and the
+patch-GAN terms.
 
 Kept apart from the model (LlamaGen's VQLoss beside VQModel). The generator loss and the discriminator
 loss are separate methods because they are optimised by separate optimisers.
@@ -13,6 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .perceptual import PERCEPTUAL_LOSSES, build_perceptual_loss
+from .vae import VAEOutput
+from .vqgan import VQGANOutput
+from .vqvae2 import VQVAE2Output
 
 RECONSTRUCTION_LOSSES = ("l1", "l2")
 GAN_LOSSES = ("hinge", "non-saturating")
@@ -29,6 +33,10 @@ class LossConfig:
     perceptual_weight: float = 0.1
     # Multiplies the bottleneck's own loss: the quantiser's codebook + β·commitment terms, or a vae's β_KL·KL.
     quantizer_weight: float = 1.0
+    # The KL is taken per image dimension (nats / (3·H·W)), the scale of the mean reconstruction loss, so with the
+    # L1 loss kl_weight is the scale b of the Laplace likelihood whose ELBO is trained (L2: 2σ² of a Gaussian).
+    kl_weight: float = field(default=0.3, metadata={
+        "help": "vae: β_KL on KL(q(z|x) || N(0, I)) per image dimension; with the L1 loss, the Laplace scale b"})
     gan_loss: str = field(default="hinge", metadata={"help": f"one of {GAN_LOSSES}"})
     # multiplies the adaptive weight λ
     gan_weight: float = field(default=0.5, metadata={"help": "weight of the adaptive GAN term; 0 disables the discriminator"})
@@ -53,8 +61,8 @@ class LossConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {list(allowed)}")
-        for name in ("reconstruction_weight", "perceptual_weight", "quantizer_weight", "gan_weight", "disc_start_step",
-                     "gan_ramp_steps"):
+        for name in ("reconstruction_weight", "perceptual_weight", "quantizer_weight", "kl_weight", "gan_weight",
+                     "disc_start_step", "gan_ramp_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a non-negative value")
 
@@ -116,6 +124,13 @@ class VQGANLoss(nn.Module):
             logs["perceptual_loss"] = _scalar(perceptual)
         return loss, logs
 
+    def latent_loss(self, output: VQGANOutput | VQVAE2Output | VAEOutput) -> torch.Tensor:
+        """The bottleneck's term of a model's training output: the quantisers' codebook + β·commitment losses, or
+        for a vae kl_weight · its KL (nats per image) per image dimension, as a mean over the batch."""
+        if isinstance(output, VAEOutput):
+            return self.config.kl_weight * output.kl.mean() / output.reconstruction[0].numel()
+        return output.latent_loss
+
     def generator_loss(
         self,
         images: torch.Tensor,
@@ -127,8 +142,8 @@ class VQGANLoss(nn.Module):
         latent_name: str = "quantizer_loss",
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Total generator objective: L_rec + w_q·L_latent + ramp·gan_weight·λ·L_GAN (GAN part only after
-        disc_start_step). L_latent is the bottleneck's loss (the quantiser's, or a vae's β_KL·KL), logged as
-        `latent_name`."""
+        disc_start_step). L_latent is the bottleneck's loss (`latent_loss`: the quantiser's, or a vae's β_KL·KL),
+        logged as `latent_name`."""
         rec_loss, logs = self.reconstruction(images, reconstruction)
         loss = rec_loss + self.config.quantizer_weight * latent_loss
         logs[latent_name] = _scalar(latent_loss)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hub import load_state_dict_strict
+from tessera_hub import load_state_dict_strict
 
 PERCEPTUAL_LOSSES = ("stlpips-vgg", "stlpips-alex", "lpips", "none")
 

@@ -1,7 +1,8 @@
 """Named tokenizer training recipes, as plain data (LlamaGen's `VQ_models = {...}`).
 
-Each preset is a partial `TrainTokenizerConfig` as a JSON-style dict (nested sections `model`, `loss`,
-`discriminator`, `data`); `train_tokenizer.py --preset NAME` starts from it, and `--config` / flags override it.
+Each preset is a partial `TrainTokenizerConfig` as a JSON-style dict (nested sections `model` (with its
+`autoencoder`), `loss`, `discriminator`, `data`); `train_tokenizer.py --preset NAME` starts from it, and
+`--config` / flags override it.
 The data set is never part of a preset: it is the user's.
 
 - "small-32px": small data sets at 32 px on CPU budgets (Fashion-MNIST, emoji): an 8x8 grid, width 64, a
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 TOKENIZER_PRESETS: dict[str, dict] = {
     "small-32px": {
-        "model": {"resolution": 32, "downsample_factor": 4, "channels": 64, "z_channels": 64,
+        "model": {"autoencoder": {"resolution": 32, "downsample_factor": 4, "channels": 64, "z_channels": 64},
                   "quantizer": {"codebook_size": 256, "code_dim": 8, "ema_decay": 0.9}},
         # The discriminator starts at 60% of max_steps (disc_start_step unset): at 30% it cost PSNR and rFID
         # (README, "The recipe, measured").
@@ -37,8 +38,9 @@ TOKENIZER_PRESETS: dict[str, dict] = {
     },
     "imagenet-vq16": {
         "data": {"resolution": 256},
-        "model": {"resolution": 256, "downsample_factor": 16, "channels": 128, "channel_mult": [1, 1, 2, 2, 4],
-                  "num_res_blocks": 2, "z_channels": 256, "use_attention": True, "attention_levels": [4],
+        "model": {"autoencoder": {"resolution": 256, "downsample_factor": 16, "channels": 128,
+                                  "channel_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2, "z_channels": 256,
+                                  "use_attention": True, "attention_levels": [4]},
                   "quantizer": {"codebook_size": 16384, "code_dim": 8, "l2_normalize": True, "use_ema": False,
                                 "kmeans_init": False, "dead_code_threshold": 0.0}},
         "loss": {"reconstruction_loss": "l2", "perceptual_loss": "stlpips-vgg", "perceptual_weight": 1.0,

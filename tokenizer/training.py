@@ -10,6 +10,7 @@ import the other stage's code or the pipelines.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -21,18 +22,19 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
+from .autoencoder import AUTOENCODER_FIELDS, AutoencoderConfig, TokenizerConfig
 from .batching import ResumableBatches, random_flip
 from .data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
 from .discriminator import DiscriminatorConfig, PatchDiscriminator
 from .evaluation import save_reconstruction_grid
 from .gan_phase import check_gan_phase
 from .losses import LossConfig, VQGANLoss
-from .loading import Tokenizer, build_tokenizer, load_tokenizer
-from .vqgan import VQGANConfig
+from .loading import TOKENIZER_CLASSES, Tokenizer, build_tokenizer, load_tokenizer
+from .quantizer import QuantizerConfig
+from .vae import VAEConfig
+from .vqvae2 import VQVAE2Config
 
-LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 MIXED_PRECISION = ("no", "fp16", "bf16")
 # curves.png panels: title -> metric names (pipelines.training_run draws them)
 CURVES = {
@@ -49,13 +51,76 @@ CURVES = {
 
 # The discriminator's default start, as a share of the run (README, "The recipe, measured").
 DISC_START_FRACTION = 0.6
+ARCHITECTURES = tuple(TOKENIZER_CLASSES)
+
+
+def _field_as_in(config_class: type, name: str):
+    """A field with the default and metadata (flag, help) of `config_class`'s field `name`, for a section that
+    gathers the fields of several configs."""
+    (declared,) = [f for f in dataclasses.fields(config_class) if f.name == name]
+    return field(default=declared.default, default_factory=declared.default_factory, metadata=declared.metadata)
+
+
+@dataclass
+class TokenizerModelSettings:
+    """The training config's model section: `architecture` picks the model config that `model_config()` builds
+    from the autoencoder every architecture shares and that architecture's own settings below (the other
+    architectures' go unused)."""
+
+    architecture: str = field(default="vqgan", metadata={
+        "help": f"one of {ARCHITECTURES}: one code grid (vqgan), a top and a bottom grid (vqvae2, VQ-VAE-2), or "
+                f"a Gaussian latent (vae)"})
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    # The (bottom) grid's codebook; a vqvae2's top grid has its own, with every option of this one.
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    top_downsample_factor: int = _field_as_in(VQVAE2Config, "top_downsample_factor")
+    top_quantizer: QuantizerConfig = _field_as_in(VQVAE2Config, "top_quantizer")
+    latent_channels: int = _field_as_in(VAEConfig, "latent_channels")
+
+    def __post_init__(self) -> None:
+        if self.architecture not in TOKENIZER_CLASSES:
+            raise ValueError(f"architecture={self.architecture!r}: expected one of {list(ARCHITECTURES)}")
+        self.model_config()  # the chosen architecture's checks, before any run starts
+
+    def model_config(self) -> TokenizerConfig:
+        """The config of the chosen architecture (VQGANConfig, VQVAE2Config or VAEConfig)."""
+        config_class = TOKENIZER_CLASSES[self.architecture].config_class
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(config_class) if f.name != "autoencoder"}
+        return config_class(self.autoencoder, **own)
+
+    @classmethod
+    def of(cls, config: TokenizerConfig) -> TokenizerModelSettings:
+        """The section whose model_config() is `config` (the other architectures' settings at their defaults)."""
+        own = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        return cls(architecture=type(config).saved_architecture, **own)
+
+
+def upgrade_train_settings(settings: dict) -> dict:
+    """Settings of a TrainTokenizerConfig in the layout written before each architecture had its own config (a
+    train_config.json or --config file of then: the autoencoder's fields flat in `model`, and `model.kl_weight`),
+    in today's: those fields under `model.autoencoder`, and `loss.kl_weight`. Today's settings come back as
+    they are."""
+    model = settings.get("model")
+    if not isinstance(model, dict) or not {*AUTOENCODER_FIELDS, "kl_weight"} & model.keys():
+        return settings
+    upgraded = copy.deepcopy(settings)
+    model = upgraded["model"]
+    moves = [(name, model.setdefault("autoencoder", {}), "model.autoencoder") for name in AUTOENCODER_FIELDS
+             if name in model]
+    if "kl_weight" in model:
+        moves.append(("kl_weight", upgraded.setdefault("loss", {}), "loss"))
+    for name, section, where in moves:
+        if name in section:
+            raise ValueError(f"model.{name} and {where}.{name} both given: expected one of them")
+        section[name] = model.pop(name)
+    return upgraded
 
 
 @dataclass
 class TrainTokenizerConfig:
     output_dir: str = field(metadata={"help": "where checkpoints, metrics, curves and the final model go"})
     data: ImageDataConfig
-    model: VQGANConfig = field(default_factory=VQGANConfig)
+    model: TokenizerModelSettings = field(default_factory=TokenizerModelSettings)
     loss: LossConfig = field(default_factory=LossConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     max_steps: int = field(default=10_000, metadata={"help": "optimiser steps"})
@@ -66,7 +131,7 @@ class TrainTokenizerConfig:
     adam_betas: tuple[float, float] = (0.5, 0.9)  # taming's GAN betas
     weight_decay: float = 0.0
     warmup_steps: int = 50
-    lr_schedule: str = field(default="cosine", metadata={"help": f"one of {list(LR_SCHEDULES)}"})
+    lr_schedule: str = field(default="cosine", metadata={"help": "constant, cosine or linear, after the warm-up"})
     max_grad_norm: float | None = None
     mixed_precision: str = field(default="no", metadata={"help": f"one of {list(MIXED_PRECISION)}"})
     # EMA of weights; 0 = off. With EMA on, the saved model holds the EMA weights.
@@ -87,8 +152,6 @@ class TrainTokenizerConfig:
     progress: bool = field(default=True, metadata={"help": "progress bar"})
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={self.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected one of {list(MIXED_PRECISION)}")
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_every", "image_every", "checkpoint_every"):
@@ -97,27 +160,33 @@ class TrainTokenizerConfig:
         if self.loss.disc_start_step is None:  # recorded as a step in train_config.json
             self.loss.disc_start_step = int(DISC_START_FRACTION * self.max_steps)
         smallest = 3 * 2**self.discriminator.num_layers  # each PatchGAN layer halves; two 4x4 convs follow
-        if self.loss.gan_weight > 0 and self.model.resolution < smallest:
+        resolution = self.model.autoencoder.resolution
+        if self.loss.gan_weight > 0 and resolution < smallest:
             raise ValueError(
                 f"a {self.discriminator.num_layers}-layer discriminator needs images of at least {smallest} px; "
-                f"resolution is {self.model.resolution}: use fewer discriminator layers"
+                f"resolution is {resolution}: use fewer discriminator layers"
             )
-        if self.data.resolution != self.model.resolution:
-            raise ValueError(
-                f"data resolution {self.data.resolution} differs from model resolution {self.model.resolution}"
-            )
+        if self.data.resolution != resolution:
+            raise ValueError(f"data resolution {self.data.resolution} differs from model resolution {resolution}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @staticmethod
+    def upgrade_settings(settings: dict) -> dict:
+        """Older layouts of these settings in today's (upgrade_train_settings); pipelines.cli.parse_config applies
+        it to a --config file's settings."""
+        return upgrade_train_settings(settings)
 
 
 def initial_model(config: TrainTokenizerConfig) -> tuple[TrainTokenizerConfig, Tokenizer]:
     """The model `config.init_from` holds, at the data's resolution, and `config` recording its architecture."""
     loaded = load_tokenizer(config.init_from)
-    model_config = dataclasses.replace(loaded.config, resolution=config.data.resolution)
+    autoencoder = dataclasses.replace(loaded.config.autoencoder, resolution=config.data.resolution)
+    model_config = dataclasses.replace(loaded.config, autoencoder=autoencoder)
     model = build_tokenizer(model_config)
     model.load_state_dict(loaded.state_dict())
-    return dataclasses.replace(config, model=model_config), model
+    return dataclasses.replace(config, model=TokenizerModelSettings.of(model_config)), model
 
 
 @dataclass
@@ -146,8 +215,8 @@ def generator_step(accelerator, model, discriminator, loss_fn, images, step, sca
         with accelerator.autocast():
             out = model(images)
             loss, logs = loss_fn.generator_loss(
-                images, out.reconstruction, out.latent_loss, raw_disc, accelerator.unwrap_model(model).last_layer, step,
-                latent_name=out.latent_name,
+                images, out.reconstruction, loss_fn.latent_loss(out), raw_disc,
+                accelerator.unwrap_model(model).last_layer, step, latent_name=out.latent_name,
             )
             logs.update(out.latent_logs)
         accelerator.backward(loss * scale)
@@ -207,7 +276,7 @@ class TokenizerTrainer:
         set_seed(config.seed)
         self.output_dir = run.output_dir
         self.dataset = build_image_dataset(dataclasses.replace(config.data, random_flip=False))
-        self.model = model if model is not None else build_tokenizer(config.model)
+        self.model = model if model is not None else build_tokenizer(config.model.model_config())
         self.loss_fn = VQGANLoss(config.loss).to(self.accelerator.device)
         use_gan = config.loss.gan_weight > 0
         self.discriminator = PatchDiscriminator(config.discriminator) if use_gan else None
@@ -222,13 +291,12 @@ class TokenizerTrainer:
 
     def _build_optimizers(self) -> None:
         c = self.config
-        total = c.max_steps
 
         def adam(params, lr):
             return torch.optim.AdamW(params, lr=lr, betas=tuple(c.adam_betas), weight_decay=c.weight_decay)
 
         def schedule(opt):
-            return get_scheduler(LR_SCHEDULES[c.lr_schedule], opt, num_warmup_steps=c.warmup_steps, num_training_steps=total)
+            return self.run.lr_scheduler(opt, c.max_steps)
 
         acc = self.accelerator
         # Everything stateful goes through prepare(), so save_state/load_state cover it (loaded weights_only).
@@ -304,16 +372,8 @@ class TokenizerTrainer:
     def train(self) -> Path:
         c, acc = self.config, self.accelerator
         self._resume()
-        self.batch_iter = ResumableBatches(
-            self.dataset,
-            c.batch_size,
-            c.seed,
-            collate_images,
-            num_processes=acc.num_processes,
-            process_index=acc.process_index,
-            num_workers=c.num_workers,
-            position=self.progress.batches_seen,
-        )
+        order = self.run.batch_order(len(self.dataset), c.batch_size, "images")
+        self.batch_iter = ResumableBatches(self.dataset, order, collate_images, c.num_workers, self.progress.batches_seen)
         batches = iter(self.batch_iter)
         self.run.start()
         preview = self._preview_images()

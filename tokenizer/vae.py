@@ -8,20 +8,50 @@ Gaussian bottleneck instead of a codebook.
 
 The prior over latents is N(0, I), so the model generates by itself: `decode(torch.randn(B, *latent_shape))`
 (pipelines.ImageGenerationPipeline does it with no prior). KL(q(z|x) || N(0, I)) has the closed form
-½ Σ (μ² + σ² − 1 − log σ²), summed over the C·h·w latent dimensions: nats per image.
-The config, files and checks are the VQ-GAN's (`VQGANConfig` with architecture="vae").
+½ Σ (μ² + σ² − 1 − log σ²), summed over the C·h·w latent dimensions: nats per image; the training loss
+weighs it (tokenizer.losses, `kl_weight`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .autoencoder import Decoder, Encoder
-from .files import TokenizerFiles, check_images
-from .vqgan import VQGANConfig
+from .autoencoder import Decoder, Encoder, TokenizerConfig, TokenizerModule
+from .files import check_images
+from .quantizer import QuantizerConfig
+
+
+@dataclass
+class VAEConfig(TokenizerConfig):
+    """A Gaussian latent of `latent_channels` per cell of the autoencoder's grid instead of codes."""
+
+    saved_architecture: ClassVar[str] = "vae"
+    latent_channels: int = field(default=4, metadata={
+        "help": "vae: channels of the Gaussian latent per cell (resolution/f squared cells)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.latent_channels < 1:
+            raise ValueError(f"latent_channels={self.latent_channels}: expected a positive integer")
+
+    @property
+    def quantizers(self) -> list[QuantizerConfig]:
+        return []
+
+    @property
+    def codebook_size(self) -> int:
+        raise ValueError(f"a {self.saved_architecture} tokenizer has a Gaussian latent, no codebook")
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """The latent per image: (latent_channels, resolution/f, resolution/f)."""
+        side = self.autoencoder.grid_side
+        return (self.latent_channels, side, side)
+
 
 # log σ² is clamped as in LDM's DiagonalGaussianDistribution: exp() stays finite while the heads are untrained.
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -39,15 +69,8 @@ class VAEOutput:
     mean: torch.Tensor  # (B, C, h, w) of q(z|x)
     logvar: torch.Tensor  # (B, C, h, w)
     kl: torch.Tensor  # (B,) KL(q(z|x) || N(0, I)) in nats per image
-    kl_weight: float
-    # The name the training logs give `latent_loss`.
+    # The name the training logs give the KL's term of the loss (VQGANLoss.latent_loss).
     latent_name = "kl_loss"
-
-    @property
-    def latent_loss(self) -> torch.Tensor:
-        """β_KL · KL per image dimension (the scale of the mean reconstruction loss; see VQGANConfig.kl_weight)."""
-        image_dims = self.reconstruction[0].numel()
-        return self.kl_weight * self.kl.mean() / image_dims
 
     @property
     def latent_logs(self) -> dict[str, float]:
@@ -55,26 +78,25 @@ class VAEOutput:
         return {"kl_nats": float(self.kl.detach().mean())}
 
 
-class VAE(TokenizerFiles, nn.Module):
+class VAE(TokenizerModule):
     """Images in [-1, 1] (B, 3, H, W) ↔ Gaussian latents (B, latent_channels, H/f, W/f)."""
 
-    architecture = "vae"
-    config_class = VQGANConfig
+    architecture = VAEConfig.saved_architecture
+    config_class = VAEConfig
 
-    def __init__(self, config: VQGANConfig):
-        super().__init__()
-        self._set_config(config)
-        arch = config.autoencoder_settings
-        self.encoder = Encoder(config.in_channels, **arch)
-        self.moments = nn.Conv2d(config.z_channels, 2 * config.latent_channels, 1)  # mean and log σ², stacked
-        self.post_latent_conv = nn.Conv2d(config.latent_channels, config.z_channels, 1)
-        self.decoder = Decoder(config.in_channels, **arch)
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        autoencoder = config.autoencoder
+        self.encoder = Encoder(autoencoder.in_channels, autoencoder.z_channels, autoencoder.layout)
+        self.moments = nn.Conv2d(autoencoder.z_channels, 2 * config.latent_channels, 1)  # mean and log σ², stacked
+        self.post_latent_conv = nn.Conv2d(config.latent_channels, autoencoder.z_channels, 1)
+        self.decoder = Decoder(autoencoder.in_channels, autoencoder.z_channels, autoencoder.layout)
 
     # --- public API ----------------------------------------------------------------------------------
 
     def encode_distribution(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 3, H, W) in [-1, 1] → q(z|x) as (mean, logvar), each (B, C, H/f, W/f)."""
-        check_images(images, self.config.in_channels, self.config.downsample_factor)
+        check_images(images, self.config.autoencoder.in_channels, self.config.autoencoder.downsample_factor)
         mean, logvar = self.moments(self.encoder(images)).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
@@ -102,12 +124,7 @@ class VAE(TokenizerFiles, nn.Module):
         """Training pass: the reconstruction of a reparameterised sample (of the mean in eval mode), q(z|x), KL."""
         mean, logvar = self.encode_distribution(images)
         latents = self.sample_posterior(mean, logvar) if self.training else mean
-        return VAEOutput(self.decode(latents), mean, logvar, gaussian_kl(mean, logvar), self.config.kl_weight)
-
-    @property
-    def last_layer(self) -> torch.Tensor:
-        """The decoder's last weight, where the adaptive GAN weight is measured."""
-        return self.decoder.last_layer
+        return VAEOutput(self.decode(latents), mean, logvar, gaussian_kl(mean, logvar))
 
     def window_stats(self) -> dict[str, float]:
         """No codebook, so no usage to report (the KL is in each step's logs)."""

@@ -10,21 +10,64 @@
 The top is quantised first and the bottom is quantised knowing it, so the bottom codes carry what the top
 ones miss; the decoder reads both levels. f = `downsample_factor` (4), t = `top_downsample_factor` (2). Each
 level has its own codebook (`quantizer` for the bottom, `top_quantizer` for the top) with every quantiser option.
-The config, files, fingerprint and checks are the VQ-GAN's (`VQGANConfig` with architecture="vqvae2").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .autoencoder import Decoder, Encoder, Upsample
-from .files import TokenizerFiles, check_images, check_indices
-from .quantizer import QuantizerOutput, VectorQuantizer, level_statistics
-from .vqgan import QuantizedOutput, VQGANConfig
+from .autoencoder import Decoder, Encoder, LevelLayout, TokenizerConfig, TokenizerModule, Upsample, check_resolution
+from .files import check_images, check_indices
+from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer, level_statistics
+from .vqgan import QuantizedOutput
+
+TOP_DOWNSAMPLE_FACTORS = (2, 4)
+
+
+@dataclass
+class VQVAE2Config(TokenizerConfig):
+    """Two code grids: the bottom one at the autoencoder's grid, the top one `top_downsample_factor` times coarser,
+    each with its own codebook."""
+
+    saved_architecture: ClassVar[str] = "vqvae2"
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)  # the bottom grid's codebook
+    top_downsample_factor: int = field(default=2, metadata={
+        "help": f"vqvae2: one of {TOP_DOWNSAMPLE_FACTORS}, how much coarser the top grid is than the bottom one"})
+    top_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig, metadata={
+        "flag_prefix": "top_", "help": "vqvae2 top codebook"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.quantizer, dict):
+            self.quantizer = QuantizerConfig(**self.quantizer)
+        if isinstance(self.top_quantizer, dict):
+            self.top_quantizer = QuantizerConfig(**self.top_quantizer)
+        if self.top_downsample_factor not in TOP_DOWNSAMPLE_FACTORS:
+            raise ValueError(f"top_downsample_factor={self.top_downsample_factor}: expected one of {TOP_DOWNSAMPLE_FACTORS}")
+        check_resolution(self.autoencoder.resolution, self.total_downsample_factor)
+
+    @property
+    def quantizers(self) -> list[QuantizerConfig]:
+        return [self.top_quantizer, self.quantizer]
+
+    @property
+    def codebook_size(self) -> int:
+        raise ValueError(f"a {self.saved_architecture} tokenizer has one codebook per level: use codebook_sizes "
+                         f"({self.codebook_sizes}), not codebook_size")
+
+    @property
+    def total_downsample_factor(self) -> int:
+        return self.autoencoder.downsample_factor * self.top_downsample_factor
+
+    @property
+    def grid_shapes(self) -> list[tuple[int, int]]:
+        side = self.autoencoder.grid_side
+        return [(side // self.top_downsample_factor,) * 2, (side, side)]
 
 
 @dataclass
@@ -39,39 +82,36 @@ class VQVAE2Output(QuantizedOutput):
         return self.quantizers[0].loss + self.quantizers[1].loss
 
 
-class VQVAE2(TokenizerFiles, nn.Module):
+class VQVAE2(TokenizerModule):
     """Images in [-1, 1] (B, 3, H, W) ↔ (top (B, H/ft, W/ft), bottom (B, H/f, W/f)) code indices."""
 
-    architecture = "vqvae2"
-    config_class = VQGANConfig
+    architecture = VQVAE2Config.saved_architecture
+    config_class = VQVAE2Config
 
-    def __init__(self, config: VQGANConfig):
-        super().__init__()
-        self._set_config(config)
-        z, top_dim, bottom_dim = config.z_channels, config.top_quantizer.code_dim, config.quantizer.code_dim
-        shared = dict(num_res_blocks=config.num_res_blocks, use_attention=config.use_attention, dropout=config.dropout)
-        # The top level works at the bottom encoder's deepest width, one resolution level per halving.
-        top_width = config.channels * config.channel_mult[-1]
-        top_mult = (1,) * (int(math.log2(config.top_downsample_factor)) + 1)
-        # attention_levels index the image levels (channel_mult): the bottom encoder and the image decoder.
-        levels = dict(attention_levels=config.attention_levels)
-        self.bottom_encoder = Encoder(config.in_channels, config.channels, config.channel_mult, z_channels=z,
-                                      **shared, **levels)
-        self.top_encoder = Encoder(z, top_width, top_mult, z_channels=z, **shared)
+    def __init__(self, config: VQVAE2Config):
+        super().__init__(config)
+        image = config.autoencoder
+        z, top_dim, bottom_dim = image.z_channels, config.top_quantizer.code_dim, config.quantizer.code_dim
+        # The top level works at the bottom encoder's deepest width, one resolution level per halving; the
+        # attention levels index the image levels (the bottom encoder's and the image decoder's).
+        top_levels = int(math.log2(config.top_downsample_factor)) + 1
+        top = LevelLayout(image.channels * image.channel_mult[-1], (1,) * top_levels, image.num_res_blocks,
+                          image.use_attention, image.dropout)
+        self.bottom_encoder = Encoder(image.in_channels, z, image.layout)
+        self.top_encoder = Encoder(z, z, top)
         self.top_quant_conv = nn.Conv2d(z, top_dim, 1)
         self.top_quantizer = VectorQuantizer(config.top_quantizer)
         # The top codes decoded to the bottom grid, which the bottom quantiser sees beside the bottom features.
-        self.top_decoder = Decoder(z, top_width, top_mult, z_channels=top_dim, **shared)
+        self.top_decoder = Decoder(z, top_dim, top)
         self.bottom_quant_conv = nn.Conv2d(2 * z, bottom_dim, 1)
         self.quantizer = VectorQuantizer(config.quantizer)
         # The image decoder's input: the top codes upsampled to the bottom grid beside the bottom codes.
         self.top_upsample = nn.Sequential(
             nn.Conv2d(top_dim, z, 3, padding=1),
-            *[Upsample(z) for _ in range(len(top_mult) - 1)],
+            *[Upsample(z) for _ in range(len(top.channel_mult) - 1)],
         )
         self.post_quant_conv = nn.Conv2d(bottom_dim, z, 1)
-        self.decoder = Decoder(config.in_channels, config.channels, config.channel_mult, z_channels=2 * z,
-                               **shared, **levels)
+        self.decoder = Decoder(image.in_channels, 2 * z, image.layout)
 
     # --- public API ----------------------------------------------------------------------------------
 
@@ -109,11 +149,6 @@ class VQVAE2(TokenizerFiles, nn.Module):
         reconstruction = self.decode_codes(top.quantized, bottom.quantized)
         return VQVAE2Output(reconstruction, (top.indices, bottom.indices), (top, bottom))
 
-    @property
-    def last_layer(self) -> torch.Tensor:
-        """The image decoder's last weight, where the adaptive GAN weight is measured."""
-        return self.decoder.last_layer
-
     def window_stats(self) -> dict[str, float]:
         """Usage and perplexity of each level's codebook over its recent training batches (top_*, bottom_*), and
         `codebook_usage`, the lower of the two (quantizer.level_statistics)."""
@@ -122,7 +157,7 @@ class VQVAE2(TokenizerFiles, nn.Module):
     # --- internals -----------------------------------------------------------------------------------
 
     def _quantize(self, images: torch.Tensor) -> tuple[QuantizerOutput, QuantizerOutput]:
-        check_images(images, self.config.in_channels, self.config.total_downsample_factor)
+        check_images(images, self.config.autoencoder.in_channels, self.config.total_downsample_factor)
         features = self.bottom_encoder(images)  # (B, z, H/f, W/f)
         top = self.top_quantizer(self.top_quant_conv(self.top_encoder(features)))  # codes (B, D_t, H/ft, W/ft)
         joined = torch.cat([features, self.top_decoder(top.quantized.to(features.dtype))], dim=1)  # (B, 2z, H/f, W/f)

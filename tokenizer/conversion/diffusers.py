@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..autoencoder import AutoencoderConfig
 from ..vqgan import VQGANConfig
 from .checkpoints import read_tensors
 from .layout import ForeignTokenizer, ForeignWeights, KeyLayout, endpoint_keys, imported_quantizer
@@ -53,14 +54,15 @@ def diffusers_config(config: dict, folder: Path) -> VQGANConfig:
         raise _unsupported(folder, "up_block_types", config.get("up_block_types"),
                            "a decoder that mirrors the encoder (attention on the same levels)")
     latent = config.get("latent_channels", 3)
-    return VQGANConfig(
+    autoencoder = AutoencoderConfig(
         resolution=config.get("sample_size", 32), in_channels=config.get("in_channels", 3), channels=widths[0],
         downsample_factor=2 ** (len(widths) - 1), channel_mult=tuple(w // widths[0] for w in widths),
         num_res_blocks=config.get("layers_per_block", 1), z_channels=latent,
         use_attention=config.get("mid_block_add_attention", True),
         attention_levels=tuple(level for level, attention in enumerate(down) if attention),
-        quantizer=imported_quantizer(config.get("num_vq_embeddings", 256), config.get("vq_embed_dim") or latent, False),
     )
+    quantizer = imported_quantizer(config.get("num_vq_embeddings", 256), config.get("vq_embed_dim") or latent, False)
+    return VQGANConfig(autoencoder, quantizer)
 
 
 def read_diffusers(folder: Path, subfolder: str = "") -> ForeignTokenizer:

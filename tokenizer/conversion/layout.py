@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
-from ..autoencoder import Downsample, ResidualBlock, SelfAttention, Upsample
+from ..autoencoder import AutoencoderConfig, Downsample, ResidualBlock, SelfAttention, Upsample
 from ..vqgan import VQGAN, VQGANConfig
 
 # Parameter names inside a block: Tessera's name -> the names foreign layouts use (first match wins).
@@ -43,7 +43,7 @@ class Block:
 def autoencoder_blocks(model: VQGAN) -> list[Block]:
     """Every block of `model`'s encoder and decoder, read off the built modules (so this never disagrees with
     autoencoder.Encoder and Decoder): levels counted by the resampling convs between them."""
-    num_levels = len(model.config.channel_mult)
+    num_levels = len(model.config.autoencoder.channel_mult)
     blocks = []
     for part, sequence, level, step in (("encoder", model.encoder.down, 0, 1),
                                        ("decoder", model.decoder.up, num_levels - 1, -1)):
@@ -236,15 +236,15 @@ class KeyLayout:
         if any(width % channels for width in widths):
             raise ValueError(f"{weights.source}: level widths {widths} are not multiples of the base width {channels}")
         code_count, code_dim = shape("quantize.embedding.weight")
-        return VQGANConfig(
+        autoencoder = AutoencoderConfig(
             resolution=resolution, in_channels=shape("encoder.conv_in.weight")[1], channels=channels,
             downsample_factor=2 ** (num_levels - 1), channel_mult=tuple(w // channels for w in widths),
             num_res_blocks=count(f"encoder.{self.down}.0.{self.res}"), z_channels=shape("encoder.conv_out.weight")[0],
             use_attention=any(k.startswith(f"encoder.{self.middle[1]}.") for k in tensors),
             attention_levels=tuple(level for level in range(num_levels)
                                    if any(k.startswith(f"encoder.{self.down}.{level}.{self.attn}.0.") for k in tensors)),
-            quantizer=imported_quantizer(code_count, code_dim, l2_normalize),
         )
+        return VQGANConfig(autoencoder, imported_quantizer(code_count, code_dim, l2_normalize))
 
 
 def endpoint_keys(norm_out: str = "norm_out", codebook: str = "quantize.embedding.weight") -> dict[str, str]:
@@ -272,6 +272,6 @@ class ForeignTokenizer:
     def to_tessera(self) -> VQGAN:
         """The Tessera VQGAN with these weights, in eval mode."""
         model = VQGAN(self.config)
-        num_levels = len(self.config.channel_mult)
+        num_levels = len(self.config.autoencoder.channel_mult)
         convert_state_dict(model, self.weights, lambda block: self.layout.block_prefix(block, num_levels), self.direct)
         return model.eval()

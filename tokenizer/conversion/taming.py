@@ -75,10 +75,11 @@ def _check_against_yaml(config, params: dict, path: Path) -> None:
         raise ValueError(f"{path}: ddconfig.attn_type={attn_type!r}; a Tessera VQGAN holds 'vanilla' or 'none'")
     attention_levels = () if attn_type == "none" else tuple(
         level for level in range(len(dd["ch_mult"])) if dd["resolution"] // 2 ** level in dd.get("attn_resolutions", ()))
-    expected = {"ch": (dd["ch"], config.channels), "ch_mult": (tuple(dd["ch_mult"]), config.channel_mult),
-                "num_res_blocks": (dd["num_res_blocks"], config.num_res_blocks),
-                "z_channels": (dd["z_channels"], config.z_channels),
-                "attn_resolutions": (attention_levels, config.attention_levels),
+    autoencoder = config.autoencoder
+    expected = {"ch": (dd["ch"], autoencoder.channels), "ch_mult": (tuple(dd["ch_mult"]), autoencoder.channel_mult),
+                "num_res_blocks": (dd["num_res_blocks"], autoencoder.num_res_blocks),
+                "z_channels": (dd["z_channels"], autoencoder.z_channels),
+                "attn_resolutions": (attention_levels, autoencoder.attention_levels),
                 "n_embed": (params.get("n_embed"), config.quantizer.codebook_size),
                 "embed_dim": (params.get("embed_dim"), config.quantizer.code_dim)}
     wrong = {name: values for name, values in expected.items() if values[0] != values[1]}

@@ -1,25 +1,36 @@
-"""Saved folders on disk or on the Hugging Face Hub, and strict weight loading with errors that name the file.
-
-Thin glue over huggingface_hub (snapshot_download, create_repo, upload_folder), safetensors (load_file) and
-torch (load_state_dict(strict=True)). The `prior` package keeps a twin of resolve_folder, load_weights_strict
-and push_pretrained in prior/files.py, because tokenizer and prior never import each other; the pipeline
-uses these.
-"""
+"""A folder on disk or a Hub repo's snapshot with only the named files fetched, and strict weight loading with
+errors that name the file. Thin glue over huggingface_hub (snapshot_download), safetensors (load_file) and torch
+(load_state_dict(strict=True))."""
 
 from __future__ import annotations
 
-import tempfile
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from huggingface_hub import CommitInfo, HfApi, snapshot_download
+from huggingface_hub import snapshot_download
 from huggingface_hub.utils import (
     HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, validate_repo_id,
 )
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def read_json_object(path: Path, name: str | None = None) -> dict:
+    """The JSON object in `path`; one-line ValueError naming the file (as `name`, if given) when it is not one."""
+    name = name or str(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{name}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def resolve_folder(
@@ -75,24 +86,3 @@ def load_weights_strict(module: nn.Module, path: str | Path, device: str | torch
     except SafetensorError as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
     load_state_dict_strict(module, state_dict, path)
-
-
-def push_pretrained(
-    model,
-    repo_id: str,
-    *,
-    revision: str | None = None,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    commit_message: str | None = None,
-) -> CommitInfo:
-    """Upload exactly what `model.save_pretrained` writes as one commit (to branch `revision`, created if
-    missing); the repo is created if missing. Returns the commit info (a str: the commit url)."""
-    api = HfApi(token=token)
-    with tempfile.TemporaryDirectory() as folder:
-        model.save_pretrained(folder)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                                 commit_message=commit_message or f"Upload {type(model).__name__}")

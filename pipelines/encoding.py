@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .data import collate_images
-from .loading import Tokenizer
+from tokenizer.data import collate_images
+from tokenizer.loading import Tokenizer
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""`SavedModel`: huggingface_hub's PyTorchModelHubMixin for Tessera's models. The mixin owns save_pretrained
+(config.json, model.safetensors and its model card README.md), from_pretrained and push_to_hub; this class adds
+only what Tessera needs beyond it: config.json names what the folder holds (a tokenizer's architecture, a
+prior's type) and is read through the config class's `from_dict` (which also reads older folders), only
+config.json and model.safetensors are fetched from the Hub (the mixin falls back to a pickle), and weights load
+strictly with one-line errors naming the file or repo."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+
+from .folders import CONFIG_NAME, WEIGHTS_NAME, load_weights_strict, read_json_object, resolve_folder
+
+
+def config_from_dict(config_class: type, data: dict) -> Any:
+    """`config_class(**data)`; ValueError naming the keys it does not have (the dataclass would raise TypeError)."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {config_class.__name__} fields {unknown}; expected a subset of {sorted(known)}")
+    return config_class(**data)
+
+
+class JSONConfig:
+    """For a config dataclass: `to_dict()` is what config.json holds, `from_dict(data)` reads it back."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return config_from_dict(cls, data)
+
+
+class SavedModel(PyTorchModelHubMixin, library_name="tessera", tags=["tessera"]):
+    """A subclass (an nn.Module whose __init__ takes its `config`) sets `config_class` (with `to_dict()` and a
+    classmethod `from_dict(data)`) and `kind_key`: the config.json key that names what a folder holds, and the
+    class attribute holding this class's value of it (a tokenizer's `architecture`, a prior's `prior_type`);
+    `legacy_kind` stands where a folder predates the key; `noun` names the family in errors."""
+
+    config_class: type
+    kind_key: str
+    legacy_kind: str | None = None
+    noun: str = "model"
+
+    @classmethod
+    def kind(cls) -> str:
+        """What this class's folders hold: the value of its `kind_key` attribute ("vqgan", "gpt", ...)."""
+        return getattr(cls, cls.kind_key)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """config.json ({kind_key: kind, **config}), then the mixin's model.safetensors."""
+        config = {self.kind_key: self.kind(), **self.config.to_dict()}
+        (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        super()._save_pretrained(save_directory)
+
+    @classmethod
+    def resolve(cls, name_or_path: str | Path, **hub) -> Path:
+        """The folder holding this family's config.json and model.safetensors: `name_or_path`, or the Hub snapshot
+        of that repo with only those two files fetched. `hub`: huggingface_hub's revision, cache_dir,
+        local_files_only, token."""
+        return resolve_folder(name_or_path, (CONFIG_NAME, WEIGHTS_NAME), f"a {cls.noun} folder", **hub)
+
+    @classmethod
+    def read_config(cls, folder: Path) -> tuple[str, dict]:
+        """(what the folder holds, the rest of its config.json)."""
+        data = read_json_object(folder / CONFIG_NAME)
+        return data.pop(cls.kind_key, cls.legacy_kind), data
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, map_location: str | torch.device = "cpu", **hub):
+        """Rebuild from a folder written by `save_pretrained`, or from a Hub repo id (only config.json and
+        model.safetensors are fetched, into the Hugging Face cache; `hub`: revision, cache_dir, local_files_only,
+        token). The folder must hold this class's kind, and every weight must be present and match."""
+        folder = cls.resolve(name_or_path, **hub)
+        kind, data = cls.read_config(folder)
+        if kind != cls.kind():
+            raise ValueError(f"{folder} holds a {kind!r} {cls.noun}; expected {cls.kind()!r}")
+        return super().from_pretrained(folder, config=cls.config_class.from_dict(data), map_location=map_location)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, config, map_location: str | torch.device = "cpu", **hub):
+        """The mixin's hook, given the resolved folder as `model_id`: build from `config`, load strictly."""
+        model = cls(config)
+        load_weights_strict(model, Path(model_id) / WEIGHTS_NAME, map_location)
+        return model.eval()
