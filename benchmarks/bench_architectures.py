@@ -52,7 +52,7 @@ from prior.presets import PRIOR_PRESETS
 from prior.training import TrainPriorConfig
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageDataConfig, build_image_dataset
-from tokenizer.presets import TOKENIZER_PRESETS
+from tokenizer.training.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
 
 ARCHITECTURES = ("vqgan", "vqvae2", "vae")

@@ -38,7 +38,7 @@ from prior.presets import PRIOR_PRESETS
 from prior.training import TrainPriorConfig
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig
-from tokenizer.presets import TOKENIZER_PRESETS
+from tokenizer.training.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
 
 

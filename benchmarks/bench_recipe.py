@@ -40,8 +40,8 @@ from pipelines.training import train_tokenizer
 from pipelines.training_run import read_metrics
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
-from tokenizer.gan_phase import check_gan_phase
-from tokenizer.presets import TOKENIZER_PRESETS
+from tokenizer.training.gan_phase import check_gan_phase
+from tokenizer.training.presets import TOKENIZER_PRESETS
 from tokenizer.training import DISC_START_FRACTION, TrainTokenizerConfig
 
 RECIPES = {
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dataset", choices=("emoji", "fashion-mnist"), default="emoji")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--preset", default="small-32px", choices=PRESETS_32PX,
-                        help="the recipe's model, losses and optimiser (tokenizer.presets; the 32 px ones)")
+                        help="the recipe's model, losses and optimiser (tokenizer.training.presets; the 32 px ones)")
     parser.add_argument("--config", default=None, help="a saved TrainTokenizerConfig JSON instead of --preset")
     parser.add_argument("--steps", type=int, default=1500, help="the equal step budget of every recipe")
     parser.add_argument("--disc_start", type=float, default=DISC_START_FRACTION,

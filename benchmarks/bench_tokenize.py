@@ -35,7 +35,7 @@ from prior import CodesDataset
 from tokenizer import VQGAN, AutoencoderConfig
 from tokenizer.data import ImageDataConfig
 from tokenizer.losses import LossConfig
-from tokenizer.quantizer import QuantizerConfig
+from tokenizer.models.quantizer import QuantizerConfig
 from pipelines.training import train_tokenizer
 from tokenizer.training import TokenizerModelSettings, TrainTokenizerConfig
 

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from tokenizer import VQGAN, AutoencoderConfig, VQGANConfig
+from tokenizer.models.loading import Tokenizer
 from tokenizer.data import ImageDataConfig, build_image_dataset
-from tokenizer.evaluation import codec_throughput
 from tokenizer.losses import LossConfig
-from tokenizer.quantizer import QuantizerConfig, QuantizerOutput, code_statistics
+from tokenizer.models.quantizer import QuantizerConfig, QuantizerOutput, code_statistics
 from pipelines.evaluation import evaluate_tokenizer
 from pipelines.training import train_tokenizer
 from tokenizer.training import TokenizerModelSettings, TrainTokenizerConfig
@@ -78,6 +78,24 @@ class VectorQuantizeAdapter(nn.Module):
 
 
 @torch.no_grad()
+
+@torch.no_grad()
+def codec_throughput(model: Tokenizer, images: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+    """Images per second of `encode` and of `decode` on an in-memory batch (best of `repeats`)."""
+    model.eval()
+    indices = model.encode(images)  # warm-up
+    model.decode(indices)
+    best_enc = best_dec = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        indices = model.encode(images)
+        mid = time.perf_counter()
+        model.decode(indices)
+        end = time.perf_counter()
+        best_enc, best_dec = min(best_enc, mid - start), min(best_dec, end - mid)
+    n = images.shape[0]
+    return {"encode_images_per_s": n / best_enc, "decode_images_per_s": n / best_dec}
+
 def check_codec_consistency(model: VQGAN, images: torch.Tensor) -> None:
     """decode(encode(x)) must equal the forward reconstruction, or the metrics measure the wrong thing."""
     model.eval()

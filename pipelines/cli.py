@@ -8,7 +8,7 @@ may share a flag only when both name it explicitly (`resolution` sets the data's
 `--config run.json` starts from a saved config (e.g. the `train_config.json` a run writes); flags given beside
 it override its values; fields in neither keep the dataclass default. A config class with a static method
 `upgrade_settings(dict) -> dict` reads files written in its older layouts through it. Where the parser is given
-presets (named partial configs as plain dicts, e.g. tokenizer.presets), `--preset NAME` lays one under the config
+presets (named partial configs as plain dicts, e.g. tokenizer.training.presets), `--preset NAME` lays one under the config
 file and flags.
 
 `run_command(main)` turns the project's own ValueError / FileNotFoundError into `error: ...` on stderr with exit

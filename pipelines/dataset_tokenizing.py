@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from prior.index_files import CodesWriter
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageDataConfig, ImageDataset, build_image_dataset
-from tokenizer.loading import TOKENIZER_CLASSES, Tokenizer
+from tokenizer.models.loading import TOKENIZER_CLASSES, Tokenizer
 
 from .encoding import encode_range
 

@@ -27,8 +27,8 @@ from prior.training import TrainPriorConfig
 from pipelines.cli import config_from_preset
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig, build_image_dataset
-from tokenizer.evaluation import save_reconstruction_grid
-from tokenizer.presets import TOKENIZER_PRESETS
+from tokenizer.training.previews import save_reconstruction_grid
+from tokenizer.training.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
 
 # The demo's budget: at most 20 minutes on 2 cores with its quick evaluation (README, "Two commands").
@@ -42,7 +42,7 @@ DEMO_RECIPE = {"tokenizer": {"model": {"autoencoder": {"channels": 32, "z_channe
 EVAL_IMAGES = 150  # the demo's quick FID/KID check; quality claims use the protocol's 2,000 (benchmarks/bench_demo.py)
 
 def tokenizer_config(output_dir: Path, steps: int, recipe: dict | None = None) -> TrainTokenizerConfig:
-    """The `small-32px` preset (tokenizer/presets.py) cut to `steps` (the discriminator starts at 60% of them);
+    """The `small-32px` preset (tokenizer/training/presets.py) cut to `steps` (the discriminator starts at 60% of them);
     `recipe`: a partial config dict laid over it (the demo's: DEMO_RECIPE["tokenizer"])."""
     budget = {
         "output_dir": str(output_dir / "tokenizer"),

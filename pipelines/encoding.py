@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from tokenizer.data import collate_images
-from tokenizer.loading import Tokenizer
+from tokenizer.models.loading import Tokenizer
 
 
 @dataclass

@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm.auto import tqdm
 
-from tokenizer.loading import Tokenizer
+from tokenizer.models.loading import Tokenizer
 from tokenizer.data import ImageDataConfig, SkipCounter, build_image_dataset, collate_images
-from tokenizer.perceptual import build_perceptual_loss
-from tokenizer.quantizer import code_statistics, level_statistics
-from tokenizer.vae import gaussian_kl
+from tokenizer.losses.perceptual import build_perceptual_loss
+from tokenizer.models.quantizer import code_statistics, level_statistics
+from tokenizer.models.vae import gaussian_kl
 
 from .generation import ImageGenerationPipeline
 from .metrics import InceptionDistances

@@ -28,7 +28,7 @@ from prior.pixelcnn import PixelCNNPrior
 from tessera_hub import CONFIG_NAME, WEIGHTS_NAME, read_json_object, resolve_folder
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageTransform, image_to_rgb
-from tokenizer.loading import Tokenizer
+from tokenizer.models.loading import Tokenizer
 
 PRIOR_CLASSES = {"gpt": GPTPrior, "pixelcnn": PixelCNNPrior}
 PRIOR_PARTS = ("prior", "bottom_prior")  # the folders of the priors, coarsest level first

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prior.training import GridDecoder, PriorTrainer, TrainPriorConfig
 from tokenizer.training import TokenizerTrainer, TrainTokenizerConfig, initial_model
-from tokenizer.loading import Tokenizer
+from tokenizer.models.loading import Tokenizer
 
 from .training_run import TrainingRun
 

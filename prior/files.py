@@ -1,11 +1,11 @@
 """What every prior shares: its saved folder (tessera_hub.SavedModel: config.json naming the prior type +
-model.safetensors, on disk or on the Hub) and the checks of the config fields every prior has."""
+model.safetensors, on disk or on the Hub) and the config fields of the codes it models, with their checks."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from tessera_hub import SavedModel
+from tessera_hub import JSONConfig, SavedModel
 
 
 class PriorFiles(SavedModel):
@@ -17,25 +17,37 @@ class PriorFiles(SavedModel):
     noun = "prior"
 
 
-def normalize_data_fields(config: Any) -> None:
-    """Check and normalise what every prior config shares: codebook_size, grid_shape, num_classes, class_names,
-    and the context of a bottom-level prior (context_codebook_size and context_grid_shape: the top grid it is
-    conditioned on; 0 and () for a prior without one)."""
-    config.grid_shape = tuple(int(s) for s in config.grid_shape)
-    config.context_grid_shape = tuple(int(s) for s in config.context_grid_shape)
-    config.class_names = tuple(config.class_names)
-    if bool(config.context_codebook_size) != bool(config.context_grid_shape):
-        raise ValueError(f"context_codebook_size={config.context_codebook_size} with context_grid_shape="
-                         f"{config.context_grid_shape}: expected both set (a bottom-level prior) or neither")
-    if config.context_grid_shape and (len(config.context_grid_shape) != 2 or min(config.context_grid_shape) < 1
-                                      or config.context_codebook_size < 2):
-        raise ValueError(f"context grid {config.context_grid_shape} of {config.context_codebook_size} codes: "
-                         f"expected (h, w) with positive sides and at least 2 codes")
-    if config.codebook_size < 2:
-        raise ValueError(f"codebook_size={config.codebook_size}: expected at least 2")
-    if len(config.grid_shape) != 2 or min(config.grid_shape) < 1:
-        raise ValueError(f"grid_shape={config.grid_shape}: expected (h, w) with positive sides")
-    if config.num_classes < 0:
-        raise ValueError(f"num_classes={config.num_classes}: expected >= 0")
-    if config.class_names and len(config.class_names) != config.num_classes:
-        raise ValueError(f"{len(config.class_names)} class names for num_classes={config.num_classes}")
+@dataclass
+class PriorCodesConfig(JSONConfig):
+    """The fields every prior config starts with: the codes it models and where they came from."""
+
+    codebook_size: int = 1024
+    grid_shape: tuple[int, int] = (8, 8)
+    num_classes: int = 0
+    # Provenance, filled by training from the codes folder: lets a pipeline check it has the right tokenizer.
+    class_names: tuple[str, ...] = ()
+    tokenizer_fingerprint: str | None = None
+    # A bottom-level prior: the top grid it is conditioned on (0 and () for none).
+    context_codebook_size: int = 0
+    context_grid_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Normalise the tuples and check the fields' values and their agreement."""
+        self.grid_shape = tuple(int(s) for s in self.grid_shape)
+        self.context_grid_shape = tuple(int(s) for s in self.context_grid_shape)
+        self.class_names = tuple(self.class_names)
+        if bool(self.context_codebook_size) != bool(self.context_grid_shape):
+            raise ValueError(f"context_codebook_size={self.context_codebook_size} with context_grid_shape="
+                             f"{self.context_grid_shape}: expected both set (a bottom-level prior) or neither")
+        if self.context_grid_shape and (len(self.context_grid_shape) != 2 or min(self.context_grid_shape) < 1
+                                        or self.context_codebook_size < 2):
+            raise ValueError(f"context grid {self.context_grid_shape} of {self.context_codebook_size} codes: "
+                             f"expected (h, w) with positive sides and at least 2 codes")
+        if self.codebook_size < 2:
+            raise ValueError(f"codebook_size={self.codebook_size}: expected at least 2")
+        if len(self.grid_shape) != 2 or min(self.grid_shape) < 1:
+            raise ValueError(f"grid_shape={self.grid_shape}: expected (h, w) with positive sides")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes={self.num_classes}: expected >= 0")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for num_classes={self.num_classes}")

@@ -22,9 +22,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from .decode_step import FusedLlamaDecoder, compile_decoder
-from tessera_hub import JSONConfig
-
-from .files import PriorFiles, normalize_data_fields
+from .files import PriorCodesConfig, PriorFiles
 from .sampling import check_codes, check_labels, context_grids, sample_grids
 
 # Size presets as plain data (LlamaGen's GPT_models); "base" is LlamaGen's GPT-B scale (~100M parameters).
@@ -37,25 +35,16 @@ GPT_PRESETS: dict[str, dict[str, int]] = {
 
 
 @dataclass
-class GPTPriorConfig(JSONConfig):
-    codebook_size: int = 1024
-    grid_shape: tuple[int, int] = (8, 8)
-    num_classes: int = 0
+class GPTPriorConfig(PriorCodesConfig):
     hidden_size: int = 256
     num_layers: int = 6
     num_heads: int = 8
     intermediate_size: int | None = None  # SwiGLU width; default ≈ 8/3 · hidden, rounded up to 64
     dropout: float = 0.0  # on the input embeddings (LlamaGen's token dropout) and the attention weights
     rope_theta: float = 10_000.0
-    # Provenance, filled by training from the codes folder: lets a pipeline check it has the right tokenizer.
-    class_names: tuple[str, ...] = ()
-    tokenizer_fingerprint: str | None = None
-    # A bottom-level prior: the top grid it reads before its own (0 and () for none).
-    context_codebook_size: int = 0
-    context_grid_shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        normalize_data_fields(self)
+        super().__post_init__()
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
         if self.intermediate_size is None:

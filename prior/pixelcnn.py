@@ -20,9 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tessera_hub import JSONConfig
-
-from .files import PriorFiles, normalize_data_fields
+from .files import PriorCodesConfig, PriorFiles
 from .sampling import check_codes, check_labels, context_grids, sample_grids
 
 PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
@@ -33,24 +31,14 @@ PIXELCNN_PRESETS: dict[str, dict[str, int]] = {
 
 
 @dataclass
-class PixelCNNPriorConfig(JSONConfig):
-    codebook_size: int = 1024
-    grid_shape: tuple[int, int] = (8, 8)
-    num_classes: int = 0
+class PixelCNNPriorConfig(PriorCodesConfig):
     hidden_channels: int = 128
     num_layers: int = 12
     first_kernel_size: int = 7
     kernel_size: int = 3
-    # Provenance, filled by training from the codes folder: lets a pipeline check it has the right tokenizer.
-    class_names: tuple[str, ...] = ()
-    tokenizer_fingerprint: str | None = None
-    # A bottom-level prior: the top grid it is conditioned on (0 and () for none); the grid must be a whole
-    # multiple of it.
-    context_codebook_size: int = 0
-    context_grid_shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        normalize_data_fields(self)
+        super().__post_init__()
         if self.context_grid_shape and any(g % c for g, c in zip(self.grid_shape, self.context_grid_shape)):
             raise ValueError(f"grid {self.grid_shape} is not a whole multiple of the context grid {self.context_grid_shape}")
         for name in ("first_kernel_size", "kernel_size"):

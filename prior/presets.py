@@ -1,4 +1,4 @@
-"""Named prior training recipes, as plain data (the tokenizer's are in tokenizer/presets.py).
+"""Named prior training recipes, as plain data (the tokenizer's are in tokenizer/training/presets.py).
 
 Each preset is a partial `TrainPriorConfig` as a JSON-style dict; `train_prior.py --preset NAME` starts from it,
 and `--config` / flags override it. The codes are never part of a preset: they are the user's.

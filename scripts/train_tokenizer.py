@@ -14,7 +14,7 @@ Runs under plain `python` and under `accelerate launch` (several processes / GPU
 
 Every flag is a field of tokenizer.training.TrainTokenizerConfig (defaults live there). `--config FILE` starts from
 a saved config, such as the train_config.json every run writes; flags beside it override it. `--preset NAME`
-starts from a named recipe (tokenizer/presets.py: small-32px, imagenet-vq16 = LlamaGen's VQ-16) under both:
+starts from a named recipe (tokenizer/training/presets.py: small-32px, imagenet-vq16 = LlamaGen's VQ-16) under both:
 
     python scripts/train_tokenizer.py --preset imagenet-vq16 --dataset imagenet-1k --output_dir runs/vq16
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from pipelines.cli import config_parser, parse_config, run_command
 from pipelines.training import train_tokenizer
-from tokenizer.presets import TOKENIZER_PRESETS
+from tokenizer.training.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
 
 GROUPS = {"data": "data", "model": "model and quantiser", "loss": "losses", "discriminator": "discriminator"}

@@ -18,8 +18,8 @@ from PIL import Image
 
 from prior import CodesWriter, GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
 from tokenizer import VQGAN, AutoencoderConfig, VAEConfig, VQGANConfig, VQVAE2Config
-from tokenizer.autoencoder import AUTOENCODER_FIELDS
-from tokenizer.quantizer import QuantizerConfig
+from tokenizer.models.base import AUTOENCODER_FIELDS
+from tokenizer.models.quantizer import QuantizerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PRIORS = {"gpt": (GPTPrior, GPTPriorConfig), "pixelcnn": (PixelCNNPrior, PixelCNNPriorConfig)}

@@ -119,7 +119,7 @@ def test_scripts_turn_user_errors_into_one_line(tmp_path):
 
 
 def test_presets_lie_under_the_config_file_and_the_flags(tmp_path):
-    from tokenizer.presets import TOKENIZER_PRESETS
+    from tokenizer.training.presets import TOKENIZER_PRESETS
 
     parser = config_parser(TrainTokenizerConfig, presets=TOKENIZER_PRESETS)
     base = ["--dataset", "imagenet-1k", "--output_dir", str(tmp_path)]
@@ -144,7 +144,7 @@ def test_presets_lie_under_the_config_file_and_the_flags(tmp_path):
 
 def test_the_defaults_are_the_small_32px_preset(tmp_path):
     """No quality flags = the best measured recipe at 32 px; the named preset keeps it when defaults move."""
-    from tokenizer.presets import TOKENIZER_PRESETS
+    from tokenizer.training.presets import TOKENIZER_PRESETS
 
     parser = config_parser(TrainTokenizerConfig, presets=TOKENIZER_PRESETS)
     base = ["--dataset", "emoji", "--output_dir", str(tmp_path)]

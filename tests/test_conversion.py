@@ -347,7 +347,7 @@ def test_imagenet_preset_is_llamagens_vq16_layer_for_layer():
     converted VQ-16 and one trained here are the same network (meta device: no memory, no time)."""
     from tokenizer.conversion.janus import JANUS
     from tokenizer.conversion.layout import autoencoder_blocks
-    from tokenizer.presets import TOKENIZER_PRESETS
+    from tokenizer.training.presets import TOKENIZER_PRESETS
 
     with torch.device("meta"):
         preset = TOKENIZER_PRESETS["imagenet-vq16"]["model"]

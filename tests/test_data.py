@@ -21,7 +21,7 @@ from tokenizer.data import (
     collate_images,
     image_to_rgb,
 )
-from tokenizer.idx import read_idx
+from tokenizer.data.mnist_idx import read_idx
 
 R = 16
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenizer import perceptual
-from tokenizer.perceptual import LPIPS, PERCEPTUAL_LOSSES, build_perceptual_loss, is_available
+from tokenizer.losses import perceptual
+from tokenizer.losses.perceptual import LPIPS, PERCEPTUAL_LOSSES, build_perceptual_loss, is_available
 
 pytestmark = pytest.mark.skipif(not is_available("stlpips-vgg"), reason="stlpips-pytorch weights not installed")
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tokenizer.quantizer import QuantizerConfig, VectorQuantizer, code_statistics, kmeans, nearest_code
+from tokenizer.models.quantizer import QuantizerConfig, VectorQuantizer, code_statistics, kmeans, nearest_code
 
 
 def make(**kwargs) -> VectorQuantizer:

@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 
 from tokenizer import VQGAN, AutoencoderConfig, VQGANConfig
 from tokenizer.data import ImageDataConfig
-from tokenizer.discriminator import DiscriminatorConfig
+from tokenizer.losses.discriminator import DiscriminatorConfig
 from tokenizer.losses import LossConfig
-from tokenizer.autoencoder import TokenizerConfig
-from tokenizer.quantizer import QuantizerConfig
+from tokenizer.models.base import TokenizerConfig
+from tokenizer.models.quantizer import QuantizerConfig
 from pipelines.training import train_tokenizer
 from pipelines.training_run import find_checkpoint
 from tokenizer.training import TokenizerModelSettings, TokenizerTrainer, TrainTokenizerConfig
@@ -319,7 +319,7 @@ def _records(psnrs: list[float], usages: list[float], every: int = 10) -> list[d
 
 
 def test_gan_phase_check_passes_a_healthy_run_and_catches_collapses() -> None:
-    from tokenizer.gan_phase import check_gan_phase
+    from tokenizer.training.gan_phase import check_gan_phase
 
     # Discriminator at step 50: records 10..40 before it, 60..100 after.
     healthy = check_gan_phase(_records([20, 21, 22, 23, 23, 22.6, 22.8, 23.2, 23.4, 23.5], [0.9] * 10), 50)

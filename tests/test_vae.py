@@ -19,7 +19,7 @@ from tokenizer import VAE, VQGAN, AutoencoderConfig, VQVAE2Config, build_tokeniz
 from tokenizer.data import ImageDataConfig
 from tokenizer.losses import LossConfig, VQGANLoss
 from tokenizer.training import TokenizerTrainer
-from tokenizer.vae import gaussian_kl
+from tokenizer.models.vae import gaussian_kl
 
 
 def tiny_vae(seed: int = 0, **overrides) -> VAE:

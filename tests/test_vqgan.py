@@ -7,9 +7,9 @@ from safetensors.torch import load_file, save_file
 
 from tests.conftest import tiny_vqgan_config
 from tokenizer import VQGAN, AutoencoderConfig, VQGANConfig
-from tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator
+from tokenizer.losses.discriminator import DiscriminatorConfig, PatchDiscriminator
 from tokenizer.losses import LossConfig, VQGANLoss, adaptive_gan_weight
-from tokenizer.quantizer import QuantizerConfig
+from tokenizer.models.quantizer import QuantizerConfig
 
 tiny_config = functools.partial(tiny_vqgan_config, use_attention=True)  # (factor, resolution, **quantizer)
 

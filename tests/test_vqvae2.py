@@ -12,7 +12,7 @@ from tests.conftest import tiny_vqgan, tiny_vqvae2_config
 from tests.test_training import image_folder, tiny_train_config  # noqa: F401 (fixture)
 from tokenizer import VQGAN, VQVAE2, build_tokenizer, load_tokenizer
 from tokenizer.losses import LossConfig
-from tokenizer.quantizer import QuantizerConfig
+from tokenizer.models.quantizer import QuantizerConfig
 from tokenizer.training import TokenizerModelSettings, TrainTokenizerConfig
 
 

@@ -1,12 +1,17 @@
-"""Stage one of Tessera: image tokenizers (images <-> code indices): the VQ-GAN and the two-level VQ-VAE-2; and
-the plain VAE they grow from (images <-> Gaussian latents)."""
+"""Stage one of Tessera: image tokenizers (images <-> code indices): the VQ-GAN, the two-level VQ-VAE-2, and the
+plain VAE they grow from (images <-> Gaussian latents).
 
-from .autoencoder import AutoencoderConfig
-from .loading import build_tokenizer, load_tokenizer
-from .quantizer import QuantizerConfig, VectorQuantizer
-from .vqgan import VQGAN, VQGANConfig
-from .vae import VAE, VAEConfig
-from .vqvae2 import VQVAE2, VQVAE2Config
+Rooms: models/ (the architectures and their configs, the codebook, saved folders), losses/ (the training objective,
+perceptual networks, the patch discriminator), data/ (image sources, datasets, decoding), training/ (run config,
+loop, presets) and conversion/ (published tokenizers read into a VQGAN).
+"""
 
-__all__ = ["AutoencoderConfig", "VAE", "VAEConfig", "VQGAN", "VQGANConfig", "VQVAE2", "VQVAE2Config", "QuantizerConfig",
-           "VectorQuantizer", "build_tokenizer", "load_tokenizer"]
+from .models.autoencoder import AutoencoderConfig
+from .models.loading import TOKENIZER_CLASSES, Tokenizer, build_tokenizer, load_tokenizer
+from .models.quantizer import QuantizerConfig, VectorQuantizer
+from .models.vae import VAE, VAEConfig
+from .models.vqgan import VQGAN, VQGANConfig
+from .models.vqvae2 import VQVAE2, VQVAE2Config
+
+__all__ = ["AutoencoderConfig", "QuantizerConfig", "TOKENIZER_CLASSES", "Tokenizer", "VAE", "VAEConfig", "VQGAN",
+           "VQGANConfig", "VQVAE2", "VQVAE2Config", "VectorQuantizer", "build_tokenizer", "load_tokenizer"]

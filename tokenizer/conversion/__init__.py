@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tessera_hub import resolve_folder
 
-from ..vqgan import VQGAN
+from ..models.vqgan import VQGAN
 from .diffusers import CONFIG as DIFFUSERS_CONFIG, WEIGHTS as DIFFUSERS_WEIGHTS, read_diffusers
 from .janus import CONFIG as JANUS_CONFIG, INDEX as JANUS_INDEX, WEIGHTS as JANUS_WEIGHTS, janus_prefix, janus_shards, read_janus
 from .layout import ForeignTokenizer

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..autoencoder import AutoencoderConfig
-from ..vqgan import VQGANConfig
+from ..models.autoencoder import AutoencoderConfig
+from ..models.vqgan import VQGANConfig
 from .checkpoints import read_tensors
 from .layout import ForeignTokenizer, ForeignWeights, KeyLayout, endpoint_keys, imported_quantizer
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
-from ..autoencoder import AutoencoderConfig, Downsample, ResidualBlock, SelfAttention, Upsample
-from ..vqgan import VQGAN, VQGANConfig
+from ..models.autoencoder import AutoencoderConfig, Downsample, ResidualBlock, SelfAttention, Upsample
+from ..models.vqgan import VQGAN, VQGANConfig
 
 # Parameter names inside a block: Tessera's name -> the names foreign layouts use (first match wins).
 RESIDUAL_NAMES = {"norm1": ("norm1",), "conv1": ("conv1",), "norm2": ("norm2",), "conv2": ("conv2",),

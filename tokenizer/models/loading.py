@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .autoencoder import TokenizerConfig
-from .files import TokenizerFiles
+from .base import TokenizerConfig, TokenizerModule
 from .vae import VAE
 from .vqgan import VQGAN
 from .vqvae2 import VQVAE2
@@ -28,8 +27,8 @@ def build_tokenizer(config: TokenizerConfig) -> Tokenizer:
 def load_tokenizer(name_or_path: str | Path, *, map_location: str | torch.device = "cpu", **hub) -> Tokenizer:
     """A saved tokenizer of any architecture (a folder or a Hub repo id), with its class's from_pretrained;
     `hub`: huggingface_hub's revision, cache_dir, local_files_only, token."""
-    folder = TokenizerFiles.resolve(name_or_path, **hub)
-    architecture, _ = TokenizerFiles.read_config(folder)
+    folder = TokenizerModule.resolve(name_or_path, **hub)
+    architecture, _ = TokenizerModule.read_config(folder)
     if architecture not in TOKENIZER_CLASSES:
         raise ValueError(f"{folder}/config.json: architecture {architecture!r}; expected one of {list(TOKENIZER_CLASSES)}")
     return TOKENIZER_CLASSES[architecture].from_pretrained(folder, map_location=map_location)

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.vae import VAEOutput
+from ..models.vqgan import VQGANOutput
+from ..models.vqvae2 import VQVAE2Output
 from .perceptual import PERCEPTUAL_LOSSES, build_perceptual_loss
-from .vae import VAEOutput
-from .vqgan import VQGANOutput
-from .vqvae2 import VQVAE2Output
 
 RECONSTRUCTION_LOSSES = ("l1", "l2")
 GAN_LOSSES = ("hinge", "non-saturating")

@@ -1,5 +1,5 @@
-"""The autoencoder every tokenizer architecture is built around: its config, the base of the tokenizer configs and
-modules that compose it, and the convolutional encoder and decoder (residual blocks, optional self-attention).
+"""The autoencoder every tokenizer architecture is built around: its config, and the convolutional encoder and
+decoder (residual blocks, optional self-attention).
 
 The encoder maps images (B, 3, H, W) to latents (B, z_channels, H/f, W/f) with f = 2**(len(channel_mult)-1);
 the decoder maps latents back. Both are plain modules; a bottleneck sits between them (the quantiser of `VQGAN`).
@@ -10,18 +10,14 @@ The layout is taming-transformers' (which diffusers' VQModel and LlamaGen's VQ s
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .files import TokenizerFiles
-from .quantizer import QuantizerConfig
 
 DOWNSAMPLE_FACTORS = (4, 8, 16)
 
@@ -82,84 +78,6 @@ def check_resolution(resolution: int, factor: int) -> None:
     if resolution <= 0 or resolution % factor:
         raise ValueError(f"resolution={resolution} is not divisible by the downsample factor {factor}; expected a "
                          f"positive multiple of it")
-
-
-AUTOENCODER_FIELDS = tuple(f.name for f in dataclasses.fields(AutoencoderConfig))
-# Fields that config.json files written before each architecture had its own config held for every architecture
-# (and a vae's kl_weight, now a loss weight): reading one ignores those its architecture does not have.
-LEGACY_FIELDS = frozenset({"quantizer", "top_downsample_factor", "top_quantizer", "latent_channels", "kl_weight"})
-
-
-@dataclass
-class TokenizerConfig:
-    """What the configs of the tokenizer architectures (VQGANConfig, VQVAE2Config, VAEConfig) share: the
-    `autoencoder`, which each composes with its bottleneck's own fields; config.json's flat layout (the
-    autoencoder's fields at the top level beside those); and the code grids, one per entry of `quantizers`."""
-
-    # config.json's name for the architecture (the module class's `architecture`).
-    saved_architecture: ClassVar[str]
-    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.autoencoder, dict):
-            self.autoencoder = AutoencoderConfig(**self.autoencoder)
-
-    @property
-    def quantizers(self) -> list[QuantizerConfig]:
-        """One codebook per code grid, coarsest first; none for a Gaussian latent."""
-        raise NotImplementedError
-
-    @property
-    def num_levels(self) -> int:
-        """Code grids per image: 1 (vqgan), 2 (vqvae2), 0 (vae: a continuous latent, nothing for a prior)."""
-        return len(self.quantizers)
-
-    @property
-    def codebook_sizes(self) -> list[int]:
-        """One codebook size per level, coarsest first (as grid_shapes)."""
-        return [quantizer.codebook_size for quantizer in self.quantizers]
-
-    @property
-    def total_downsample_factor(self) -> int:
-        """Image side / the coarsest grid's side."""
-        return self.autoencoder.downsample_factor
-
-    @property
-    def grid_shapes(self) -> list[tuple[int, int]]:
-        """One (h, w) grid per level, coarsest first: [(h, w)] for a vqgan, [top, bottom] for a vqvae2."""
-        return [(self.autoencoder.grid_side,) * 2] * self.num_levels
-
-    def to_dict(self) -> dict:
-        """config.json's layout: the autoencoder's fields, then the architecture's own."""
-        data = dataclasses.asdict(self)
-        return {**data.pop("autoencoder"), **data}
-
-    def fingerprint_dict(self) -> dict:
-        """What the fingerprint hashes: to_dict() with the architecture's name, and without `attention_levels`
-        while it is empty (a field newer than the first saved tokenizers), so older fingerprints still hold."""
-        data = {"architecture": self.saved_architecture, **self.to_dict()}
-        if not self.autoencoder.attention_levels:
-            data.pop("attention_levels")
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        """The config of a to_dict() dict, or of a config.json written before each architecture had its own config:
-        those hold every architecture's fields (LEGACY_FIELDS; ignored where not this one's), and the oldest have
-        no `downsample_factor`. Any other unknown key is a ValueError."""
-        data = dict(data)
-        named = data.pop("architecture", cls.saved_architecture)
-        if named != cls.saved_architecture:
-            raise ValueError(f"architecture={named!r}: a {cls.__name__} holds a {cls.saved_architecture!r} tokenizer")
-        own = {f.name for f in dataclasses.fields(cls)} - {"autoencoder"}
-        unknown = sorted(set(data) - own - set(AUTOENCODER_FIELDS) - LEGACY_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {unknown}; expected a subset of "
-                             f"{sorted(own | set(AUTOENCODER_FIELDS))}")
-        if "downsample_factor" not in data and data.get("channel_mult"):  # folders saved before the field existed
-            data["downsample_factor"] = 2 ** (len(data["channel_mult"]) - 1)
-        autoencoder = AutoencoderConfig(**{name: data[name] for name in AUTOENCODER_FIELDS if name in data})
-        return cls(autoencoder, **{name: data[name] for name in own if name in data})
 
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
@@ -322,19 +240,3 @@ class Decoder(nn.Module):
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         h = self.up(self.middle(self.conv_in(latents)))
         return self.conv_out(F.silu(self.norm_out(h)))
-
-
-class TokenizerModule(TokenizerFiles, nn.Module):
-    """What the module of every tokenizer architecture shares: its config (checked to be its `config_class`),
-    its folder and fingerprint (TokenizerFiles), and the image decoder `decoder`."""
-
-    decoder: Decoder
-
-    def __init__(self, config: TokenizerConfig):
-        super().__init__()
-        self._set_config(config)
-
-    @property
-    def last_layer(self) -> torch.Tensor:
-        """The image decoder's last weight, where the adaptive GAN weight is measured."""
-        return self.decoder.last_layer

@@ -21,8 +21,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .autoencoder import Decoder, Encoder, LevelLayout, TokenizerConfig, TokenizerModule, Upsample, check_resolution
-from .files import check_images, check_indices
+from .autoencoder import Decoder, Encoder, LevelLayout, Upsample, check_resolution
+from .base import TokenizerConfig, TokenizerModule, check_images, check_indices
 from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer, level_statistics
 from .vqgan import QuantizedOutput
 
@@ -85,7 +85,6 @@ class VQVAE2Output(QuantizedOutput):
 class VQVAE2(TokenizerModule):
     """Images in [-1, 1] (B, 3, H, W) ↔ (top (B, H/ft, W/ft), bottom (B, H/f, W/f)) code indices."""
 
-    architecture = VQVAE2Config.saved_architecture
     config_class = VQVAE2Config
 
     def __init__(self, config: VQVAE2Config):

@@ -12,8 +12,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .autoencoder import Decoder, Encoder, TokenizerConfig, TokenizerModule
-from .files import check_images, check_indices
+from .autoencoder import Decoder, Encoder
+from .base import TokenizerConfig, TokenizerModule, check_images, check_indices
 from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer
 
 
@@ -71,7 +71,6 @@ class VQGANOutput(QuantizedOutput):
 class VQGAN(TokenizerModule):
     """Images in [-1, 1] (B, 3, H, W) ↔ code indices (B, H/f, W/f)."""
 
-    architecture = VQGANConfig.saved_architecture
     config_class = VQGANConfig
 
     def __init__(self, config: VQGANConfig):

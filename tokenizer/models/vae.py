@@ -20,8 +20,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .autoencoder import Decoder, Encoder, TokenizerConfig, TokenizerModule
-from .files import check_images
+from .autoencoder import Decoder, Encoder
+from .base import TokenizerConfig, TokenizerModule, check_images
 from .quantizer import QuantizerConfig
 
 
@@ -81,7 +81,6 @@ class VAEOutput:
 class VAE(TokenizerModule):
     """Images in [-1, 1] (B, 3, H, W) ↔ Gaussian latents (B, latent_channels, H/f, W/f)."""
 
-    architecture = VAEConfig.saved_architecture
     config_class = VAEConfig
 
     def __init__(self, config: VAEConfig):

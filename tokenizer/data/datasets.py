@@ -1,0 +1,205 @@
+"""The image datasets every source becomes: items are `{"image": (3,R,R) float in [-1,1], "label": int, "name": str}`.
+An item that cannot be decoded comes back as `{"skipped": name, "reason": str}` instead of raising, so one bad file
+never ends a long training run; `collate_images` drops such items from the batch and lists them, and
+`SkipCounter` tallies them in the main process (workers cannot share a counter).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
+
+from .images import DECODE_ERRORS, ImageTransform, UnreadableImage, decode_bytes
+
+class ImageDataset(Dataset):
+    """Base class: subclasses implement `_load_rgb(i) -> PIL RGB image` and `_name(i)`."""
+
+    def __init__(self, transform: ImageTransform | None, labels: np.ndarray | None,
+                 class_names: list[str], source: str):
+        self.transform = transform if transform is not None else ImageTransform()
+        self.labels = labels  # (N,) int64, or None when the data set has no labels
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self.source = source
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _name(self, index: int) -> str:
+        raise NotImplementedError
+
+    def _load_rgb(self, index: int) -> Image.Image:
+        raise NotImplementedError
+
+    def _load_uint8(self, index: int) -> torch.Tensor:
+        return TF.pil_to_tensor(self._load_rgb(index))  # (3, H, W) uint8
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        name = self._name(index)
+        try:
+            pixels = self._load_uint8(index)
+        except DECODE_ERRORS as e:
+            # Decoding failures are data problems, not bugs: report and go on.
+            return {"skipped": name, "reason": _reason(e), "resolution": self.transform.resolution}
+        label = int(self.labels[index]) if self.labels is not None else -1
+        return {"image": self.transform(pixels), "label": label, "name": name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source}, {len(self)} images, {self.num_classes} classes)"
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, UnreadableImage):
+        return str(e)
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+class FileImageDataset(ImageDataset):
+    """Image files on disk, with optional integer labels."""
+
+    def __init__(self, paths: list[Path], names: list[str], labels: np.ndarray | None = None,
+                 class_names: list[str] = (), transform: ImageTransform | None = None, source: str = ""):
+        super().__init__(transform, labels, class_names, source or f"{len(paths)} files")
+        self.paths = [Path(p) for p in paths]
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _name(self, index: int) -> str:
+        return self.names[index]
+
+    def _load_rgb(self, index: int) -> Image.Image:
+        return decode_bytes(self.paths[index].read_bytes())
+
+
+class ArrayImageDataset(ImageDataset):
+    """Greyscale uint8 images held in one (N,H,W) array (Fashion-MNIST): no decoding, nothing to skip."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, class_names: list[str] = (),
+                 transform: ImageTransform | None = None, source: str = "", name_prefix: str = ""):
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError(f"images must be a uint8 (N,H,W) array, got {images.dtype} {images.shape}")
+        super().__init__(transform, labels, class_names, source or f"array {images.shape}")
+        self.images = images
+        self.name_prefix = name_prefix
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _name(self, index: int) -> str:
+        return f"{self.name_prefix}{index:05d}"
+
+    def _load_uint8(self, index: int) -> torch.Tensor:
+        grey = torch.from_numpy(self.images[index])  # (H, W)
+        return grey.unsqueeze(0).expand(3, -1, -1)  # (3, H, W), a view: no copy
+
+
+class HFImageDataset(ImageDataset):
+    """A `datasets.Dataset` with an Image column; images are decoded here so bad ones are skipped."""
+
+    def __init__(self, hf_dataset, transform: ImageTransform | None = None, image_column: str | None = None,
+                 label_column: str | None = None, source: str = "hf dataset", name_prefix: str = ""):
+        import datasets
+
+        features = hf_dataset.features
+        image_column = image_column or _find_image_column(features)
+        if label_column is None:
+            label_column = next((c for c in ("label", "labels") if isinstance(features.get(c), datasets.ClassLabel)),
+                                None)
+        class_names = features[label_column].names if label_column is not None else []
+        labels = None
+        if label_column is not None:  # numpy format honours any select()/shuffle() index mapping
+            labels = np.asarray(hf_dataset.with_format("numpy")[label_column], dtype=np.int64)
+        super().__init__(transform, labels, class_names, source)
+        # decode=False: rows give {"bytes", "path"} so a corrupt image is our skip, not a crash in datasets.
+        self.hf = hf_dataset.select_columns([image_column]).cast_column(image_column, datasets.Image(decode=False))
+        self.image_column = image_column
+        self.label_column = label_column
+        self.name_prefix = name_prefix
+
+    def __len__(self) -> int:
+        return len(self.hf)
+
+    def _name(self, index: int) -> str:
+        return f"{self.name_prefix}{index}"
+
+    def _load_rgb(self, index: int) -> Image.Image:
+        entry = self.hf[index][self.image_column]
+        if entry is None:
+            raise UnreadableImage("no image data")
+        if entry.get("bytes") is not None:
+            return decode_bytes(entry["bytes"])
+        if entry.get("path"):
+            return decode_bytes(Path(entry["path"]).read_bytes())
+        raise UnreadableImage("no image data (neither bytes nor path)")
+
+
+def _find_image_column(features) -> str:
+    import datasets
+
+    image_columns = [name for name, f in features.items() if isinstance(f, datasets.Image)]
+    for preferred in ("image", "img"):
+        if preferred in image_columns:
+            return preferred
+    if not image_columns:
+        described = ", ".join(f"{name}: {type(f).__name__}" for name, f in features.items())
+        raise ValueError(f"no image column (a datasets.Image feature) in the dataset; columns are {described}")
+    return image_columns[0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sources
+
+
+def collate_images(items: list[dict]) -> dict:
+    """Stacks good items: {"image": (B,3,R,R), "label": (B,), "name": [B], "skipped": [(name, reason)]}."""
+    good = [it for it in items if "image" in it]
+    skipped = [(it["skipped"], it["reason"]) for it in items if "skipped" in it]
+    if good:
+        images = torch.stack([it["image"] for it in good])  # (B, 3, R, R)
+    else:
+        r = next((it.get("resolution", 0) for it in items), 0)
+        images = torch.empty(0, 3, r, r)  # an all-bad batch keeps the image shape
+    labels = torch.tensor([it["label"] for it in good], dtype=torch.long)  # (B,)
+    return {"image": images, "label": labels, "name": [it["name"] for it in good], "skipped": skipped}
+
+
+class SkipCounter:
+    """Counts skipped items across batches (in the main process) and keeps the first few for the report."""
+
+    def __init__(self, keep: int = 100):
+        self.count = 0
+        self.keep = keep
+        self.examples: list[tuple[str, str]] = []  # first `keep` (name, reason) pairs
+
+    def update(self, skipped: list[tuple[str, str]]) -> None:
+        self.count += len(skipped)
+        room = self.keep - len(self.examples)
+        if room > 0:
+            self.examples += [tuple(s) for s in skipped[:room]]
+
+    def first(self, n: int = 5) -> list[str]:
+        return [name for name, _ in self.examples[:n]]
+
+    def summary(self, n: int = 5) -> str:
+        noun = "image" if self.count == 1 else "images"
+        text = f"skipped {self.count} unreadable {noun}"
+        if self.examples:
+            text += " (first: " + ", ".join(f"{name}: {reason}" for name, reason in self.examples[:n]) + ")"
+        return text
+
+    def state_dict(self) -> dict:
+        """JSON-ready state, so a resumed training run keeps reporting the whole run's skips."""
+        return {"count": self.count, "examples": [list(e) for e in self.examples]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = int(state["count"])
+        self.examples = [tuple(e) for e in state["examples"]][: self.keep]
