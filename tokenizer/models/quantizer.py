@@ -26,8 +26,8 @@ class QuantizerConfig:
     # weight of the commitment term β‖z_e − sg[e]‖² (not of the codebook term)
     beta: float = field(default=0.25, metadata={"help": "commitment weight β"})
     use_ema: bool = field(default=True, metadata={"flag": "ema_codebook", "help": "update the codebook by EMA (off: by gradient)"})
-    # 0.9, not the usual 0.99: at 0.99 the codebook trails an encoder trained at lr 1e-3 and collapses to a few
-    # dozen codes for the first ~300 steps (README, "Why the demo's reconstructions were smeared").
+    # 0.9, not the usual 0.99: at 0.99 the codebook trails an encoder trained at lr 1e-3 and collapses early
+    # (README, "Why the demo's reconstructions were smeared").
     ema_decay: float = field(default=0.9, metadata={"flag": "codebook_ema_decay", "help": "decay of the codebook EMA"})
     ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA counts
     l2_normalize: bool = field(default=False, metadata={"flag": "l2_normalize_codes", "help": "l2-normalised codes and lookup"})
