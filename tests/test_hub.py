@@ -182,6 +182,18 @@ def test_push_uploads_exactly_what_save_pretrained_writes(kind, tmp_path, monkey
     assert same(outputs(LOADERS[kind].from_pretrained(tmp_path / "uploaded"), kind), outputs(model, kind))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_saved_folders_carry_the_mixins_model_card(kind, tmp_path):
+    """huggingface_hub's mixin writes a model card README.md beside the files, with Tessera's metadata; a
+    pipeline writes one for itself and one per part, and no config.json of its own (pipeline.json says it all)."""
+    build(kind, 0).save_pretrained(tmp_path / "saved")
+    cards = sorted(p.relative_to(tmp_path / "saved").as_posix() for p in (tmp_path / "saved").rglob("README.md"))
+    assert cards == (["README.md", "prior/README.md", "tokenizer/README.md"] if kind == "pipeline" else ["README.md"])
+    card = huggingface_hub.ModelCard.load(tmp_path / "saved" / "README.md")
+    assert card.data.library_name == "tessera" and "tessera" in card.data.tags
+    assert (tmp_path / "saved" / "config.json").is_file() == (kind != "pipeline")
+
+
 def test_published_tokenizers_convert_from_repo_ids_fetching_only_what_they_need(tmp_path, offline_cache):
     """Conversion by repo id through the offline cache: a diffusers repo keeping its VQModel in vqvae/ (as
     amused/amused-256), a LlamaGen .pt named in its repo, and a sharded Janus model whose cache holds only the
