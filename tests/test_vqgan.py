@@ -14,7 +14,7 @@ from tokenizer.models.quantizer import QuantizerConfig
 tiny_config = functools.partial(tiny_vqgan_config, use_attention=True)  # (factor, resolution, **quantizer)
 
 
-@pytest.mark.parametrize("factor", [4, 8, 16])
+@pytest.mark.parametrize("factor", [2, 4, 8, 16])
 def test_encode_decode_shapes(factor):
     torch.manual_seed(0)
     model = VQGAN(tiny_config(factor, resolution=32)).eval()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-DOWNSAMPLE_FACTORS = (4, 8, 16)
+DOWNSAMPLE_FACTORS = (2, 4, 8, 16)
 
 
 @dataclass
@@ -30,7 +30,7 @@ class AutoencoderConfig:
     in_channels: int = field(default=3, metadata={"flag": "in_channels", "help": "image channels"})
     channels: int = field(default=64, metadata={"help": "base width of the encoder and decoder"})
     downsample_factor: int = field(default=4, metadata={
-        "help": f"one of {DOWNSAMPLE_FACTORS}: the code grid is resolution / factor (32 px at 4 -> 8x8 codes)"})
+        "help": f"one of {DOWNSAMPLE_FACTORS}: the code grid is resolution / factor (32 px at 4 -> 8x8 codes, at 2 -> 16x16)"})
     # One entry per level (log2(factor) + 1 of them); None picks (1, 2, 2, 4, 4) cut to that length.
     channel_mult: tuple[int, ...] | None = field(default=None, metadata={
         "help": "width multipliers per level, log2(factor)+1 entries; none = 1,2,2,4,4 cut to length"})
