@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
         "setup": {
             "dataset": args.dataset, "preset": None if args.config else args.preset, "config": args.config,
             "steps": args.steps, "disc_start_step": base.loss.disc_start_step, "batch_size": base.batch_size,
-            "parameters": sum(p.numel() for p in VQGAN(base.model).parameters()),
+            "parameters": sum(p.numel() for p in VQGAN(base.model.model_config()).parameters()),
             "eval_split": "test", "threads": torch.get_num_threads(),
         },
         "runs": results,
