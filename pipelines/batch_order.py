@@ -23,12 +23,19 @@ class BatchOrder:
 
     def epoch_batches(self, epoch: int, first: int = 0) -> list[list[int]]:
         """This process's batches of `epoch`, from its `first` batch on."""
-        order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + epoch))
-        size = self.batch_size
-        starts = [(b * self.num_processes + self.process_index) * size for b in range(first, self.per_epoch)]
-        return [order[s : s + size].tolist() for s in starts]
+        order = self._order(epoch)
+        return [order[s : s + self.batch_size].tolist() for s in map(self._start, range(first, self.per_epoch))]
 
     def batch(self, position: int) -> list[int]:
         """The items of this process's batch number `position` (counted over the whole run)."""
         epoch, b = divmod(position, self.per_epoch)
-        return self.epoch_batches(epoch, b)[0]
+        start = self._start(b)
+        return self._order(epoch)[start : start + self.batch_size].tolist()
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        """Epoch `epoch`'s permutation of all items (length,)."""
+        return torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + epoch))
+
+    def _start(self, b: int) -> int:
+        """Where this process's share of global batch `b` starts in the epoch's order."""
+        return (b * self.num_processes + self.process_index) * self.batch_size
