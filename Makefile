@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench bench-tokenizer bench-tokenize bench-prior bench-pipeline bench-recipe bench-demo clean
+.PHONY: demo test install bench bench-tokenizer bench-tokenize bench-prior bench-pipeline bench-recipe bench-demo bench-table clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench-recipe: $(STAMP)
 # The demo's recipe against the one before the recipe work and a VQ-VAE at equal time, 2,000 samples each (~75 min)
 bench-demo: $(STAMP)
 	$(PY) benchmarks/bench_demo.py --output_dir outputs/bench-demo --no_progress
+
+# Issue 30's table: whole Fashion-MNIST recipes (tokenizer, tokenizing, prior; <= 2 h of training each) under the
+# protocol, one row per sampling setting, beside Dai & Wipf 2019's (outputs/bench-table/results.json)
+bench-table: $(STAMP)
+	$(PY) benchmarks/bench_table.py --recipes f2-gpt-small --curve_steps 1500 --no_progress --output_dir outputs/bench-table
 
 clean:
 	rm -rf $(VENV) outputs

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, is_tensorboard_available, is_wandb_available
 from safetensors.torch import load_model, save_model
 from torch import nn
@@ -54,6 +55,15 @@ def check_run_settings(config) -> None:
         # accelerate removes the oldest checkpoint before writing the next one: with a limit of 1, a run killed
         # while saving would be left with no complete checkpoint at all.
         raise ValueError(f"checkpoints_total_limit={checkpoints_total_limit}: expected at least 2, or None to keep all")
+
+
+def _allow_new_precision(mixed_precision: str) -> None:
+    """accelerate keeps one AcceleratorState per process and refuses an Accelerator of another precision; a script
+    that trains a tokenizer in fp32 and then a prior in bf16 (bench_table, the pipeline) needs the second one.
+    Only the precision-holding state is reset: the process group (PartialState) stays."""
+    held = AcceleratorState._shared_state.get("_mixed_precision")
+    if held is not None and getattr(held, "value", held) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def _trackers(report_to: str) -> list[str]:
@@ -116,7 +126,9 @@ class TrainingRun:
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.curves, self.curves_every_s, self._curves_at = dict(curves), curves_every_s, 0.0
+        self._started = time.perf_counter()
         self.markers = dict(markers or {})
+        _allow_new_precision(config.mixed_precision)
         self.accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             # Schedulers step once per optimiser step (not once per process), so multi-process runs follow the
@@ -155,6 +167,7 @@ class TrainingRun:
     def start(self) -> None:
         """Write train_config.json and start the trackers (after any resume, before the first step)."""
         settings = dataclasses.asdict(self.config)
+        self._started = time.perf_counter()
         if self.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n")
@@ -174,7 +187,9 @@ class TrainingRun:
         """One record: appended to metrics.jsonl, sent to the trackers, and curves.png redrawn now and then."""
         if not self.is_main_process:
             return
-        record = {"step": step, **{k: v for k, v in logs.items() if k != "step"}}
+        # elapsed_s: seconds since this process started the run (a resumed run counts from its resume).
+        record = {"step": step, **{k: v for k, v in logs.items() if k != "step"},
+                  "elapsed_s": round(time.perf_counter() - self._started, 2)}
         with (self.output_dir / METRICS_NAME).open("a") as f:
             f.write(json.dumps(record) + "\n")
         if self.accelerator.log_with:
