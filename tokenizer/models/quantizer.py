@@ -19,10 +19,31 @@ import torch.nn.functional as F
 from torch import nn
 
 
+QUANTIZER_KINDS = ("vq", "fsq", "lfq")
+# Mentzer et al. 2023 (FSQ), Table 3: levels per dimension for a target codebook size.
+FSQ_LEVELS_FOR_SIZE = {2**8: (8, 6, 5), 2**10: (8, 5, 5, 5), 2**12: (7, 5, 5, 5, 5), 2**14: (8, 8, 8, 6, 5),
+                       2**16: (8, 8, 8, 5, 5, 5)}
+# The fields that choose and tune fsq and lfq (newer than the vq-only configs; a vq's fingerprint leaves them out).
+QUANTIZER_CHOICE_FIELDS = ("kind", "fsq_levels", "lfq_entropy_weight", "lfq_diversity_gamma", "lfq_temperature")
+LFQ_MAX_CODE_DIM = 14  # LFQ's batch entropy holds an (N, 2^code_dim) matrix
+
+
 @dataclass
 class QuantizerConfig:
+    kind: str = field(default="vq", metadata={"flag": "quantizer", "help": (
+        "vq: a learned codebook; fsq: finite scalar quantization (each code dimension rounded to --fsq_levels "
+        "values; codebook_size and code_dim follow from them); lfq: lookup-free (one sign bit per code dimension, "
+        "codebook_size = 2^code_dim, with MAGVIT-v2's entropy loss)")})
     codebook_size: int = field(default=256, metadata={"help": "number of codes"})
     code_dim: int = field(default=8, metadata={"help": "lookup dimension (LlamaGen uses 8)"})
+    fsq_levels: tuple[int, ...] = field(default=(), metadata={"help": (
+        "fsq: values per code dimension, e.g. 8,5,5,5 (1,000 codes); default: Mentzer et al.'s levels for "
+        f"codebook_size {sorted(FSQ_LEVELS_FOR_SIZE)}")})
+    # MAGVIT-v2's entropy loss, weight · (mean per-latent entropy − γ · entropy of the batch's mean assignment),
+    # over soft assignments softmax(−‖z − c‖² / (2·T)); vector-quantize-pytorch's defaults 0.1, 1.0, 0.01.
+    lfq_entropy_weight: float = field(default=0.1, metadata={"help": "lfq: weight of the entropy loss"})
+    lfq_diversity_gamma: float = field(default=1.0, metadata={"help": "lfq: weight of the batch-entropy term"})
+    lfq_temperature: float = field(default=0.01, metadata={"help": "lfq: temperature of the soft assignment"})
     # weight of the commitment term β‖z_e − sg[e]‖² (not of the codebook term)
     beta: float = field(default=0.25, metadata={"help": "commitment weight β"})
     use_ema: bool = field(default=True, metadata={"flag": "ema_codebook", "help": "update the codebook by EMA (off: by gradient)"})
@@ -38,6 +59,15 @@ class QuantizerConfig:
     usage_window: int = 100  # batches over which usage and perplexity are measured
 
     def __post_init__(self) -> None:
+        if self.kind not in QUANTIZER_KINDS:
+            raise ValueError(f"quantizer={self.kind!r}: expected one of {list(QUANTIZER_KINDS)}")
+        self.fsq_levels = tuple(int(level) for level in self.fsq_levels)
+        if self.fsq_levels and self.kind != "fsq":
+            raise ValueError(f"fsq_levels={self.fsq_levels} with quantizer={self.kind!r}: levels are fsq's")
+        if self.kind == "fsq":
+            self._derive_fsq_sizes()
+        elif self.kind == "lfq":
+            self._derive_lfq_sizes()
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size={self.codebook_size}: expected at least 2 codes")
         if self.code_dim < 1:
@@ -50,6 +80,41 @@ class QuantizerConfig:
             raise ValueError(f"dead_code_threshold={self.dead_code_threshold}: expected >= 0")
         if self.usage_window < 1:
             raise ValueError(f"usage_window={self.usage_window}: expected at least 1 batch")
+        if self.lfq_temperature <= 0:
+            raise ValueError(f"lfq_temperature={self.lfq_temperature}: expected > 0")
+
+    def _derive_fsq_sizes(self) -> None:
+        """fsq: codebook_size = prod(levels) and code_dim = len(levels). A size left at its default follows the
+        levels; one set to something else must agree with them."""
+        default = QuantizerConfig.__dataclass_fields__
+        if not self.fsq_levels:
+            if self.codebook_size not in FSQ_LEVELS_FOR_SIZE:
+                raise ValueError(f"quantizer='fsq' with codebook_size={self.codebook_size} and no fsq_levels: pass "
+                                 f"--fsq_levels (e.g. 8,5,5,5) or a codebook_size in {sorted(FSQ_LEVELS_FOR_SIZE)}")
+            self.fsq_levels = FSQ_LEVELS_FOR_SIZE[self.codebook_size]
+        if min(self.fsq_levels) < 2:
+            raise ValueError(f"fsq_levels={self.fsq_levels}: expected at least 2 values per dimension")
+        size, dim = math.prod(self.fsq_levels), len(self.fsq_levels)
+        for name, derived in (("codebook_size", size), ("code_dim", dim)):
+            given = getattr(self, name)
+            if given not in (derived, default[name].default) and not (name == "codebook_size" and
+                                                                       given in FSQ_LEVELS_FOR_SIZE):
+                raise ValueError(f"{name}={given} with fsq_levels={self.fsq_levels}: the levels give {derived}")
+            setattr(self, name, derived)
+
+    def _derive_lfq_sizes(self) -> None:
+        """lfq: codebook_size = 2^code_dim; whichever of the two was left at its default follows the other."""
+        default = QuantizerConfig.__dataclass_fields__
+        if 2**self.code_dim != self.codebook_size:
+            if self.code_dim == default["code_dim"].default and self.codebook_size & (self.codebook_size - 1) == 0:
+                self.code_dim = self.codebook_size.bit_length() - 1
+            elif self.codebook_size == default["codebook_size"].default:
+                self.codebook_size = 2**self.code_dim
+            else:
+                raise ValueError(f"quantizer='lfq' with codebook_size={self.codebook_size} and code_dim="
+                                 f"{self.code_dim}: expected codebook_size = 2^code_dim")
+        if not 1 <= self.code_dim <= LFQ_MAX_CODE_DIM:
+            raise ValueError(f"quantizer='lfq' with code_dim={self.code_dim}: expected 1 to {LFQ_MAX_CODE_DIM} bits")
 
 
 @dataclass
@@ -57,7 +122,7 @@ class QuantizerOutput:
     quantized: torch.Tensor  # (B, D, h, w), straight-through: forward = codes, backward = identity
     indices: torch.Tensor  # (B, h, w) long
     loss: torch.Tensor  # codebook_loss + beta * commitment_loss
-    codebook_loss: torch.Tensor
+    codebook_loss: torch.Tensor  # what shapes the codes: VQ's codebook term, LFQ's weighted entropy loss, FSQ 0
     commitment_loss: torch.Tensor
 
 
@@ -120,12 +185,48 @@ def kmeans(vectors: torch.Tensor, num_clusters: int, iters: int, spherical: bool
     return centroids, counts
 
 
-class VectorQuantizer(nn.Module):
-    """Latents (B, D, h, w) → nearest codes, indices (B, h, w) and the VQ losses."""
+class CodeUsage(nn.Module):
+    """What every quantiser shares: its config, and the code counts of its recent training batches (all-reduced
+    across processes) for usage and perplexity."""
 
     def __init__(self, config: QuantizerConfig):
         super().__init__()
         self.config = config
+        self._window: collections.deque[torch.Tensor] = collections.deque(maxlen=config.usage_window)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def _check_latents(self, latents: torch.Tensor) -> None:
+        if latents.ndim != 4 or latents.shape[1] != self.config.code_dim:
+            raise ValueError(f"latents of shape {tuple(latents.shape)}; expected (B, code_dim={self.config.code_dim}, "
+                             "h, w)")
+
+    @torch.no_grad()
+    def _count_codes_(self, indices: torch.Tensor) -> torch.Tensor:
+        """Indices (N,) → this step's counts (K,) over every process, kept in the window."""
+        counts = _all_reduce_sum_(torch.bincount(indices, minlength=self.codebook_size).float())
+        self._window.append(counts.cpu())
+        return counts
+
+    def reset_window(self) -> None:
+        self._window.clear()
+
+    def window_stats(self) -> dict[str, float]:
+        """Codebook usage (fraction of codes hit) and perplexity over the recent training batches."""
+        if not self._window:
+            return {"codebook_usage": 0.0, "perplexity": 0.0}
+        return code_statistics(torch.stack(list(self._window)).sum(0))
+
+
+class VectorQuantizer(CodeUsage):
+    """Latents (B, D, h, w) → nearest codes, indices (B, h, w) and the VQ losses."""
+
+    def __init__(self, config: QuantizerConfig):
+        super().__init__(config)
+        if config.kind != "vq":
+            raise ValueError(f"quantizer={config.kind!r}: a VectorQuantizer is 'vq'; build any with build_quantizer")
         k, d = config.codebook_size, config.code_dim
         init = torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k)
         if config.l2_normalize:
@@ -139,11 +240,6 @@ class VectorQuantizer(nn.Module):
             self.codebook = nn.Parameter(init)
         self.register_buffer("usage_ema", torch.zeros(k))  # EMA of per-batch counts, for dead-code restart
         self.register_buffer("initialized", torch.tensor(not config.kmeans_init))
-        self._window: collections.deque[torch.Tensor] = collections.deque(maxlen=config.usage_window)
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
 
     def normalized_codebook(self) -> torch.Tensor:
         """The codebook as used for lookup, fp32: (K, D)."""
@@ -155,9 +251,8 @@ class VectorQuantizer(nn.Module):
         return F.embedding(indices, self.normalized_codebook()).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        self._check_latents(latents)
         b, d, h, w = latents.shape
-        if d != self.config.code_dim:
-            raise ValueError(f"latents have {d} channels; expected code_dim={self.config.code_dim}")
         with torch.autocast(device_type=latents.device.type, enabled=False):
             flat = latents.float().permute(0, 2, 3, 1).reshape(-1, d)  # (N, D), N = B*h*w
             if self.config.l2_normalize:
@@ -222,9 +317,8 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _update_statistics_(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
         k, decay = self.codebook_size, self.config.ema_decay
-        counts = _all_reduce_sum_(torch.bincount(indices, minlength=k).float())  # (K,)
+        counts = self._count_codes_(indices)  # (K,)
         self.usage_ema.mul_(decay).add_(counts / _world_size(), alpha=1 - decay)
-        self._window.append(counts.cpu())
         if not self.config.use_ema:
             return
         sums = _all_reduce_sum_(torch.zeros(k, flat.shape[1], device=flat.device).index_add_(0, indices, flat))
@@ -234,17 +328,6 @@ class VectorQuantizer(nn.Module):
         total = self.ema_count.sum()
         smoothed = (self.ema_count + self.config.ema_epsilon) / (total + k * self.config.ema_epsilon) * total
         self.codebook.copy_(self.ema_sum / smoothed[:, None])
-
-    # --- statistics ----------------------------------------------------------------------------------
-
-    def reset_window(self) -> None:
-        self._window.clear()
-
-    def window_stats(self) -> dict[str, float]:
-        """Codebook usage (fraction of codes hit) and perplexity over the recent training batches."""
-        if not self._window:
-            return {"codebook_usage": 0.0, "perplexity": 0.0}
-        return code_statistics(torch.stack(list(self._window)).sum(0))
 
 
 def code_statistics(counts: torch.Tensor) -> dict[str, float]:

@@ -14,7 +14,8 @@ from torch import nn
 
 from .autoencoder import Decoder, Encoder
 from .base import TokenizerConfig, TokenizerModule, check_images, check_indices
-from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer
+from .quantizer import QuantizerConfig, QuantizerOutput
+from .quantizers import build_quantizer
 
 
 @dataclass
@@ -78,7 +79,7 @@ class VQGAN(TokenizerModule):
         autoencoder = config.autoencoder
         self.encoder = Encoder(autoencoder.in_channels, autoencoder.z_channels, autoencoder.layout)
         self.quant_conv = nn.Conv2d(autoencoder.z_channels, config.quantizer.code_dim, 1)  # low-dim lookup space
-        self.quantizer = VectorQuantizer(config.quantizer)
+        self.quantizer = build_quantizer(config.quantizer)
         self.post_quant_conv = nn.Conv2d(config.quantizer.code_dim, autoencoder.z_channels, 1)
         self.decoder = Decoder(autoencoder.in_channels, autoencoder.z_channels, autoencoder.layout)
 

@@ -23,7 +23,8 @@ from torch import nn
 
 from .autoencoder import Decoder, Encoder, LevelLayout, Upsample, check_resolution
 from .base import TokenizerConfig, TokenizerModule, check_images, check_indices
-from .quantizer import QuantizerConfig, QuantizerOutput, VectorQuantizer, level_statistics
+from .quantizer import QuantizerConfig, QuantizerOutput, level_statistics
+from .quantizers import build_quantizer
 from .vqgan import QuantizedOutput
 
 TOP_DOWNSAMPLE_FACTORS = (2, 4)
@@ -99,11 +100,11 @@ class VQVAE2(TokenizerModule):
         self.bottom_encoder = Encoder(image.in_channels, z, image.layout)
         self.top_encoder = Encoder(z, z, top)
         self.top_quant_conv = nn.Conv2d(z, top_dim, 1)
-        self.top_quantizer = VectorQuantizer(config.top_quantizer)
+        self.top_quantizer = build_quantizer(config.top_quantizer)
         # The top codes decoded to the bottom grid, which the bottom quantiser sees beside the bottom features.
         self.top_decoder = Decoder(z, top_dim, top)
         self.bottom_quant_conv = nn.Conv2d(2 * z, bottom_dim, 1)
-        self.quantizer = VectorQuantizer(config.quantizer)
+        self.quantizer = build_quantizer(config.quantizer)
         # The image decoder's input: the top codes upsampled to the bottom grid beside the bottom codes.
         self.top_upsample = nn.Sequential(
             nn.Conv2d(top_dim, z, 3, padding=1),
