@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench bench-tokenizer bench-tokenize bench-prior bench-pipeline bench-recipe bench-demo bench-table clean
+.PHONY: demo test install bench bench-tokenizer bench-tokenize bench-prior bench-pipeline bench-recipe bench-demo bench-table bench-quantizers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-demo: $(STAMP)
 # protocol, one row per sampling setting, beside Dai & Wipf 2019's (outputs/bench-table/results.json)
 bench-table: $(STAMP)
 	$(PY) benchmarks/bench_table.py --recipes f2-gpt-small --curve_steps 1500 --no_progress --output_dir outputs/bench-table
+
+# VQ, FSQ and LFQ at equal bits per code and equal steps, on both data sets (about 45 min)
+bench-quantizers: $(STAMP)
+	$(PY) benchmarks/bench_quantizers.py --dataset fashion-mnist --bits 10 --steps 400 --output_dir outputs/quantizers-fmnist --no_progress
+	$(PY) benchmarks/bench_quantizers.py --dataset emoji --bits 8 --steps 400 --output_dir outputs/quantizers-emoji --no_progress
 
 clean:
 	rm -rf $(VENV) outputs

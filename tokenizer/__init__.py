@@ -8,10 +8,14 @@ loop, presets) and conversion/ (published tokenizers read into a VQGAN).
 
 from .models.autoencoder import AutoencoderConfig
 from .models.loading import TOKENIZER_CLASSES, Tokenizer, build_tokenizer, load_tokenizer
+from .models.fsq import FiniteScalarQuantizer
+from .models.lfq import LookupFreeQuantizer
 from .models.quantizer import QuantizerConfig, VectorQuantizer
+from .models.quantizers import build_quantizer
 from .models.vae import VAE, VAEConfig
 from .models.vqgan import VQGAN, VQGANConfig
 from .models.vqvae2 import VQVAE2, VQVAE2Config
 
-__all__ = ["AutoencoderConfig", "QuantizerConfig", "TOKENIZER_CLASSES", "Tokenizer", "VAE", "VAEConfig", "VQGAN",
-           "VQGANConfig", "VQVAE2", "VQVAE2Config", "VectorQuantizer", "build_tokenizer", "load_tokenizer"]
+__all__ = ["AutoencoderConfig", "FiniteScalarQuantizer", "LookupFreeQuantizer", "QuantizerConfig", "TOKENIZER_CLASSES",
+           "Tokenizer", "VAE", "VAEConfig", "VQGAN", "VQGANConfig", "VQVAE2", "VQVAE2Config", "VectorQuantizer",
+           "build_quantizer", "build_tokenizer", "load_tokenizer"]
