@@ -99,8 +99,8 @@ def run(name: str, config: TrainTokenizerConfig, test: ImageDataConfig, args) ->
     result = {
         "name": name, "steps": config.max_steps, "train_s": round(train_s, 1), "loop_s": round(loop_s, 1),
         "s_per_step": round(loop_s / config.max_steps, 4),
-        **{k: metrics[k] for k in ("psnr", "ssim", "lpips", "rfid", "rkid_mean", "rkid_std", "codebook_usage", "perplexity",
-                                        "num_images")},
+        **{k: metrics[k] for k in ("psnr", "ssim", "lpips", "flat_colour_error", "rfid", "rkid_mean", "rkid_std",
+                                    "codebook_usage", "perplexity", "num_images")},
         "gan_phase": gan.to_dict() if gan is not None else None,
         "config": _recipe_settings(config),
     }

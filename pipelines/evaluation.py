@@ -35,6 +35,7 @@ from tokenizer.losses.perceptual import build_perceptual_loss
 from tokenizer.models.quantizer import code_statistics, level_statistics
 from tokenizer.models.vae import gaussian_kl
 
+from .colour import FlatColourError
 from .generation import ImageGenerationPipeline
 from .metrics import InceptionDistances
 
@@ -139,9 +140,9 @@ def evaluate_tokenizer(
 ) -> dict[str, float]:
     """Reconstruct the first `num_images` readable images of the split and measure them.
 
-    Returns psnr, ssim, lpips (per-image means), rfid, rkid_mean and rkid_std (None when rfid=False), num_images,
-    skipped_images and rate_bits_per_image (what an image costs: cells × log2(codebook size) summed over levels,
-    or a vae's KL in bits). A code tokenizer adds codebook_usage and perplexity; a two-level one per level too
+    Returns psnr, ssim, lpips (per-image means), flat_colour_error (pipelines.colour; None on grey images), rfid,
+    rkid_mean and rkid_std (None when rfid=False), num_images, skipped_images and rate_bits_per_image (what an
+    image costs: cells × log2(codebook size) summed over levels, or a vae's KL in bits). A code tokenizer adds codebook_usage and perplexity; a two-level one per level too
     (top_*, bottom_*) with codebook_usage the lower one (tokenizer.quantizer.level_statistics). A vae adds kl_nats,
     laplace_scale, reconstruction_nll_nats, nelbo_nats and nelbo_bits_per_dim (see _GaussianELBO) and
     reconstructs from the posterior mean. rFID and rKID compare the reconstructions with the originals' cached
@@ -151,7 +152,7 @@ def evaluate_tokenizer(
     device = next(model.parameters()).device
     model.eval()
     lpips = build_perceptual_loss(LPIPS_NETWORK).to(device)
-    psnrs, ssims, lpipses = [], [], []
+    psnrs, ssims, lpipses, colour = [], [], [], FlatColourError()
     latent = _GaussianELBO(model) if model.num_levels == 0 else _CodeStatistics(model)
     skips = SkipCounter()
     recon_features = []
@@ -164,6 +165,7 @@ def evaluate_tokenizer(
         psnrs.append(peak_signal_noise_ratio(fake, real, data_range=1.0, reduction="none", dim=(1, 2, 3)).cpu())
         ssims.append(structural_similarity_index_measure(fake, real, data_range=1.0, reduction="none").cpu())
         lpipses.append(lpips(recon.float(), images.float()).flatten().cpu())  # (B,)
+        colour.update(real, fake)
         if distances is not None:
             recon_features.append(distances.features(recon.float()).float().cpu())  # (B, 2048)
     psnr = torch.cat(psnrs)  # (N,)
@@ -177,6 +179,7 @@ def evaluate_tokenizer(
         "psnr": float(psnr.mean()),
         "ssim": float(torch.cat(ssims).mean()),
         "lpips": float(torch.cat(lpipses).mean()),
+        "flat_colour_error": colour.compute(),
         **latent.result(),
         "rfid": inception["fid"],
         "rkid_mean": inception["kid_mean"],
