@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from figures import plot_fid_against_minutes
 from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
 from pipelines.cli import comma_choices, config_from_dict, config_from_preset, merge_settings, read_config_file
 from pipelines.decoder import load_decoder
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     text = json.dumps(rows, indent=2)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(text + "\n")
+    plot_fid_against_minutes(rows, PAPER_ROWS, output / "fid-minutes.png")
     print(text)
     return rows
 

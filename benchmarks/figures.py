@@ -35,3 +35,29 @@ def save_reconstruction_rows(tokenizers: dict, images: torch.Tensor, path: str |
     keys of `tokenizers` (label -> a loaded VQGAN)."""
     rows = [images] + [model.eval().decode(model.encode(images)).clamp(-1, 1) for model in tokenizers.values()]
     save_labelled_rows(rows, ["original", *tokenizers], path)
+
+
+def plot_fid_against_minutes(rows: list[dict], paper: dict[str, float], path: str | Path) -> None:
+    """FID of each row (x: training minutes, one marker per recipe/sampling) with the paper's FIDs as
+    horizontal lines: what an hour buys, what two buy."""
+    from matplotlib.figure import Figure  # the object API needs no display
+
+    figure = Figure(figsize=(7, 4.2), dpi=120)
+    axes = figure.add_subplot()
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        series.setdefault(row["recipe"], []).append((row["train_seconds"] / 60, row["fid"]))
+    for name, points in sorted(series.items()):
+        minutes, fids = zip(*sorted(points))
+        axes.plot(minutes, fids, marker="o", label=f"Tessera {name}")
+    for i, (name, fid) in enumerate(paper.items()):
+        axes.axhline(fid, linestyle="--", color=f"C{i + len(series)}", linewidth=1, label=f"{name}: {fid}")
+    for minutes in (60, 120):
+        axes.axvline(minutes, color="grey", linewidth=0.6)
+    axes.set_xlabel("training minutes on 2 CPU cores (tokenizer + tokenizing + prior)")
+    axes.set_ylabel("FID (2,000 samples vs test)")
+    axes.set_title("Fashion-MNIST: FID against training time")
+    axes.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
