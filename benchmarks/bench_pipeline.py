@@ -9,7 +9,8 @@ with both floors beside them: as many training images against the same reference
 reconstructions of the reference (its rFID). The issue's aim is a generation FID within 1.5x of that rFID from
 at most an hour of training; the result says how far off it is (`fid_over_rfid`, `train_s`).
 
-Each stage continues (or reuses) what an earlier run left in --output_dir; the pipeline is saved to
+The stages are bench_table.py's (its "f4-gpt-small" recipe at these step counts): each reuses a stage an
+earlier run finished in --output_dir, or resumes one it left midway; the pipeline is saved to
 <output_dir>/pipeline for benchmarks/bench_generation.py's sweep. Writes <output_dir>/samples.png (a row of
 samples per class) and <output_dir>/results.json; prints the JSON. Emoji: benchmarks/bench_demo.py.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -27,47 +29,28 @@ from pathlib import Path
 
 import torch
 
-from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
-from pipelines.cli import config_from_preset
-from pipelines.decoder import load_decoder
-from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
+from bench_table import RECIPES
+from bench_table import train as train_recipe
 from figures import save_labelled_rows
-from pipelines.training import train_prior, train_tokenizer
+from pipelines import ImageGenerationPipeline
+from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
 from prior import GPTPrior
-from prior.presets import PRIOR_PRESETS
-from prior.training import TrainPriorConfig
 from tokenizer import VQGAN
 from tokenizer.data import ImageDataConfig
-from tokenizer.training.presets import TOKENIZER_PRESETS
-from tokenizer.training import TrainTokenizerConfig
+from tokenizer.training import DISC_START_FRACTION
 
 
 def train(args, output: Path) -> tuple[ImageGenerationPipeline, dict]:
-    """The three stages with the default recipes; seconds per stage."""
-    data = {"dataset": "fashion-mnist", "resolution": 32, "resize_mode": "pad", "data_dir": args.data_dir,
-            "max_images": args.max_train_images}
-    seconds, started = {}, time.perf_counter()
-    tokenizer_dir = train_tokenizer(config_from_preset(TrainTokenizerConfig, TOKENIZER_PRESETS, "small-32px", {
-        "output_dir": str(output / "tokenizer"), "data": {**data, "split": "train"}, "max_steps": args.tokenizer_steps,
-        "num_workers": 1, "log_every": 25, "image_every": max(args.tokenizer_steps // 4, 1),
-        "checkpoint_every": max(args.tokenizer_steps // 4, 1), "resume_from_checkpoint": "latest",
-        "progress": not args.no_progress}))
-    seconds["tokenizer_s"] = time.perf_counter() - started
-    codes = output / "codes"
-    # Resumes by shard, and reuses a finished folder, checking it was made by this tokenizer.
-    tokenize_dataset(tokenizer_dir, TokenizeDatasetConfig(
-        dataset="fashion-mnist", split="train", resize_mode="pad", data_dir=args.data_dir,
-        max_images=args.max_train_images, output_dir=str(codes), num_workers=1, progress=not args.no_progress))
-    seconds["tokenize_s"] = time.perf_counter() - started - sum(seconds.values())
-    prior_dir = train_prior(config_from_preset(TrainPriorConfig, PRIOR_PRESETS, "small-32px", {
-        "codes_dir": str(codes), "output_dir": str(output / "prior"), "max_steps": args.prior_steps,
-        "eval_every": max(args.prior_steps // 10, 1), "sample_every": max(args.prior_steps // 4, 1),
-        "checkpoint_every": max(args.prior_steps // 4, 1), "resume_from_checkpoint": "latest",
-        "progress": not args.no_progress}), load_decoder(tokenizer_dir))
-    seconds["prior_s"] = time.perf_counter() - started - sum(seconds.values())
-    pipe = ImageGenerationPipeline(VQGAN.from_pretrained(tokenizer_dir), GPTPrior.from_pretrained(prior_dir))
+    """The three stages of bench_table's "f4-gpt-small" recipe at this run's step counts; seconds per stage."""
+    base = RECIPES["f4-gpt-small"]
+    recipe = dataclasses.replace(
+        base, tokenizer={**base.tokenizer, "max_steps": args.tokenizer_steps,
+                         "loss": {"disc_start_step": int(DISC_START_FRACTION * args.tokenizer_steps)}},
+        prior={**base.prior, "max_steps": args.prior_steps})
+    clock = train_recipe(recipe, output, args)
+    pipe = ImageGenerationPipeline(VQGAN.from_pretrained(output / "tokenizer"), GPTPrior.from_pretrained(output / "prior"))
     pipe.save_pretrained(output / "pipeline")
-    return pipe, {k: round(v, 1) for k, v in seconds.items()}
+    return pipe, {k: v for k, v in clock.record.items() if k.endswith("_s")}
 
 
 @torch.no_grad()
@@ -98,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache_dir", default=None, help="Inception feature cache (default: the user cache)")
     parser.add_argument("--output_dir", default="outputs/pipeline-fmnist")
     parser.add_argument("--no_progress", action="store_true")
+    parser.set_defaults(checkpoint_every=None)  # bench_table's stages: the prior's checkpoints at max_steps / 4
     args = parser.parse_args(argv)
     output = Path(args.output_dir)
     # The stages' own lines (tokenize summary, resume notes) go to stderr: stdout stays one JSON object.

@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             tokenizer = VQGAN.from_pretrained(run_dir / "tokenizer")
             resumed = {"resumed": clock.record["resumed"]} if clock.record["resumed"] else {}
             pipe = ImageGenerationPipeline(tokenizer, GPTPrior.from_pretrained(run_dir / "prior"))
+            pipe.save_pretrained(run_dir / "pipeline")  # for bench_generation.py's sampling sweeps
             rows += rows_for(name, recipe, pipe, clock.train_seconds, args,
                              {"prior_steps": recipe.prior["max_steps"], **resumed})
             for step in curve:

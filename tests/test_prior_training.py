@@ -64,6 +64,18 @@ def test_two_step_training_saves_a_loadable_prior(codes_dir, tmp_path, prior, cl
     assert lines[-1]["tokens_per_s"] == pytest.approx(lines[-1]["steps_per_s"] * batch_tokens)
     model = cls.from_pretrained(tmp_path)
     assert model.config.num_classes == 4 and model.config.grid_shape == (2, 3)
+    assert 0 < lines[0]["elapsed_s"] <= lines[-1]["elapsed_s"]  # wall time into the run, for time budgets
+
+
+def test_a_bf16_prior_trains_after_an_fp32_run_in_the_same_process(codes_dir, tmp_path):
+    """accelerate holds one precision per process; a tokenizer (fp32) then a prior (bf16), as bench_table trains
+    them, must both run at their own precision."""
+    first = train_prior(tiny_config(codes_dir, tmp_path / "fp32", max_steps=1))
+    second = train_prior(tiny_config(codes_dir, tmp_path / "bf16", max_steps=1, mixed_precision="bf16"))
+    saved = [json.loads((run / "train_config.json").read_text())["mixed_precision"] for run in (first, second)]
+    assert saved == ["no", "bf16"]
+    from accelerate.state import AcceleratorState
+    assert str(AcceleratorState().mixed_precision) == "bf16"
 
 
 @pytest.fixture(scope="module")
