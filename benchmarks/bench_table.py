@@ -166,16 +166,20 @@ def prior_at_step(prior_dir: Path, step: int) -> GPTPrior:
     return prior
 
 
-def prior_seconds_at(prior_dir: Path, step: int, total_s: float, max_steps: int) -> float:
-    """The prior's wall time up to `step`: the logged elapsed time where the log has it, else pro rata."""
-    records = [r for r in read_metrics(prior_dir) if "elapsed_s" in r and r.get("step", 0) <= step]
-    return records[-1]["elapsed_s"] if records else total_s * step / max_steps
+def prior_seconds_at(prior_dir: Path, step: int) -> float:
+    """The prior's logged wall time at `step` (metrics.jsonl's elapsed_s; a log step, as checkpoint steps are)."""
+    records = [r for r in read_metrics(prior_dir) if r.get("step") == step and "elapsed_s" in r]
+    if not records:
+        raise ValueError(f"{prior_dir}/metrics.jsonl has no elapsed_s at step {step}: --curve_steps must be logged "
+                         "checkpoint steps of a run that logs elapsed_s")
+    return records[-1]["elapsed_s"]
 
 
-def rows_for(name: str, recipe: Recipe, pipe: ImageGenerationPipeline, train_seconds: float, args,
-             extra: dict | None = None) -> list[dict]:
+def add_rows(rows: list[dict], name: str, recipe: Recipe, pipe: ImageGenerationPipeline, train_seconds: float,
+             args, extra: dict | None = None) -> None:
+    """One row per sampling setting of `recipe`, appended to `rows` and written out as each is measured (a
+    stopped run keeps what it measured)."""
     test = ImageDataConfig(**{**fmnist("test", args.data_dir), "max_images": None})
-    rows = []
     for sampling_name, settings in recipe.samplings.items():
         metrics = evaluate_generation(pipe, test, args.num_images, class_labels="uniform", floor_split="train",
                                       cache_dir=args.cache_dir, progress=not args.no_progress, **settings)
@@ -187,7 +191,14 @@ def rows_for(name: str, recipe: Recipe, pipe: ImageGenerationPipeline, train_sec
             "floor": {"real": metrics["floor"]["real"]["fid"], "tokenizer": metrics["floor"]["tokenizer"]["fid"]},
             "sampling": settings, **(extra or {})})
         print(json.dumps(rows[-1]), file=sys.stderr)
-    return rows
+        write_rows(args, rows)
+
+
+def write_rows(args, rows: list[dict]) -> None:
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot_fid_against_minutes(rows, PAPER_ROWS, output / "fid-minutes.png")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -215,18 +226,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             resumed = {"resumed": clock.record["resumed"]} if clock.record["resumed"] else {}
             pipe = ImageGenerationPipeline(tokenizer, GPTPrior.from_pretrained(run_dir / "prior"))
             pipe.save_pretrained(run_dir / "pipeline")  # for bench_generation.py's sampling sweeps
-            rows += rows_for(name, recipe, pipe, clock.train_seconds, args,
-                             {"prior_steps": recipe.prior["max_steps"], **resumed})
+            add_rows(rows, name, recipe, pipe, clock.train_seconds, args,
+                     {"prior_steps": recipe.prior["max_steps"], **resumed})
             for step in curve:
                 before = clock.train_seconds - clock.record["prior_s"]
-                prior_s = prior_seconds_at(run_dir / "prior", step, clock.record["prior_s"], recipe.prior["max_steps"])
+                prior_s = prior_seconds_at(run_dir / "prior", step)
                 pipe = ImageGenerationPipeline(tokenizer, prior_at_step(run_dir / "prior", step))
-                rows += rows_for(name, recipe, pipe, round(before + prior_s, 1), args, {"prior_steps": step, **resumed})
-    text = json.dumps(rows, indent=2)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(text + "\n")
-    plot_fid_against_minutes(rows, PAPER_ROWS, output / "fid-minutes.png")
-    print(text)
+                add_rows(rows, name, recipe, pipe, round(before + prior_s, 1), args, {"prior_steps": step, **resumed})
+    write_rows(args, rows)
+    print(json.dumps(rows, indent=2))
     return rows
 
 
