@@ -176,10 +176,10 @@ def test_a_vq_fingerprint_ignores_the_new_fields_and_another_quantizer_changes_i
 # --- the whole flow -------------------------------------------------------------------------------------------
 
 
+# LFQ's one-grid path is the same module as its top-grid one, so two flows cover both quantizers and both levels.
 FLOWS = {
     "vqgan-fsq": lambda: tiny_vqgan_config(kind="fsq", fsq_levels=(4, 3, 3), codebook_size=36, code_dim=3,
                                            kmeans_init=True),
-    "vqgan-lfq": lambda: tiny_vqgan_config(kind="lfq", code_dim=5, codebook_size=32),
     "vqvae2-lfq-top-fsq-bottom": lambda: tiny_vqvae2_config(
         top_quantizer=QuantizerConfig(kind="lfq", code_dim=4, codebook_size=16),
         quantizer=QuantizerConfig(kind="fsq", fsq_levels=(5, 3, 2), codebook_size=30, code_dim=3)),
