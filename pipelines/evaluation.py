@@ -141,13 +141,13 @@ def evaluate_tokenizer(
     """Reconstruct the first `num_images` readable images of the split and measure them.
 
     Returns psnr, ssim, lpips (per-image means), flat_colour_error (pipelines.colour; None on grey images), rfid,
-    rkid_mean and rkid_std (None when rfid=False), num_images, skipped_images and rate_bits_per_image (what an
-    image costs: cells × log2(codebook size) summed over levels, or a vae's KL in bits). A code tokenizer adds codebook_usage and perplexity; a two-level one per level too
-    (top_*, bottom_*) with codebook_usage the lower one (tokenizer.quantizer.level_statistics). A vae adds kl_nats,
-    laplace_scale, reconstruction_nll_nats, nelbo_nats and nelbo_bits_per_dim (see _GaussianELBO) and
-    reconstructs from the posterior mean. rFID and rKID compare the reconstructions with the originals' cached
-    features; KID is unbiased at any count, so it ranks runs evaluated on a few hundred images where FID's bias
-    of tens of points would not.
+    rkid_mean and rkid_std (None when rfid=False), num_images, skipped_images and rate_bits_per_image (what an image
+    costs: cells × log2(codebook size) summed over levels, or a vae's KL in bits). A code tokenizer adds
+    codebook_usage and perplexity; a two-level one per level too (top_*, bottom_*) with codebook_usage the lower one
+    (tokenizer.quantizer.level_statistics). A vae adds kl_nats, laplace_scale, reconstruction_nll_nats, nelbo_nats
+    and nelbo_bits_per_dim (see _GaussianELBO) and reconstructs from the posterior mean. rFID and rKID compare the
+    reconstructions with the originals' cached features; KID is unbiased at any count, so it ranks runs evaluated on
+    a few hundred images where FID's bias of tens of points would not.
     """
     device = next(model.parameters()).device
     model.eval()

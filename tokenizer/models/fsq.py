@@ -15,10 +15,10 @@ from .quantizer import CodeUsage, QuantizerConfig, QuantizerOutput
 class FiniteScalarQuantizer(CodeUsage):
     """Latents (B, d, h, w) → the nearest grid point (values in [-1, 1] per dimension), indices (B, h, w)."""
 
+    kind = "fsq"
+
     def __init__(self, config: QuantizerConfig):
         super().__init__(config)
-        if config.kind != "fsq":
-            raise ValueError(f"quantizer={config.kind!r}: a FiniteScalarQuantizer is 'fsq'")
         levels = torch.tensor(config.fsq_levels)
         # Mixed radix: index = sum_i digit_i · prod_{j<i} L_j, digit_i in [0, L_i).
         basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.long), levels[:-1]]), 0)

@@ -23,10 +23,10 @@ def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
 class LookupFreeQuantizer(CodeUsage):
     """Latents (B, d, h, w) → sign codes in {-1, 1}, indices (B, h, w) in [0, 2^d), and the LFQ losses."""
 
+    kind = "lfq"
+
     def __init__(self, config: QuantizerConfig):
         super().__init__(config)
-        if config.kind != "lfq":
-            raise ValueError(f"quantizer={config.kind!r}: a LookupFreeQuantizer is 'lfq'")
         self.register_buffer("bit_values", 2 ** torch.arange(config.code_dim), persistent=False)  # (d,)
 
     def embed(self, indices: torch.Tensor) -> torch.Tensor:

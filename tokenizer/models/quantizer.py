@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -187,10 +188,15 @@ def kmeans(vectors: torch.Tensor, num_clusters: int, iters: int, spherical: bool
 
 class CodeUsage(nn.Module):
     """What every quantiser shares: its config, and the code counts of its recent training batches (all-reduced
-    across processes) for usage and perplexity."""
+    across processes) for usage and perplexity. A subclass names the `kind` of config it is built from."""
+
+    kind: ClassVar[str]
 
     def __init__(self, config: QuantizerConfig):
         super().__init__()
+        if config.kind != self.kind:
+            raise ValueError(f"quantizer={config.kind!r}: a {type(self).__name__} is {self.kind!r}; build any with "
+                             "build_quantizer")
         self.config = config
         self._window: collections.deque[torch.Tensor] = collections.deque(maxlen=config.usage_window)
 
@@ -223,10 +229,10 @@ class CodeUsage(nn.Module):
 class VectorQuantizer(CodeUsage):
     """Latents (B, D, h, w) → nearest codes, indices (B, h, w) and the VQ losses."""
 
+    kind = "vq"
+
     def __init__(self, config: QuantizerConfig):
         super().__init__(config)
-        if config.kind != "vq":
-            raise ValueError(f"quantizer={config.kind!r}: a VectorQuantizer is 'vq'; build any with build_quantizer")
         k, d = config.codebook_size, config.code_dim
         init = torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k)
         if config.l2_normalize:

@@ -9,7 +9,7 @@ from .lfq import LookupFreeQuantizer
 from .quantizer import CodeUsage, QuantizerConfig, VectorQuantizer
 
 QUANTIZER_CLASSES: dict[str, type[CodeUsage]] = {
-    "vq": VectorQuantizer, "fsq": FiniteScalarQuantizer, "lfq": LookupFreeQuantizer}
+    cls.kind: cls for cls in (VectorQuantizer, FiniteScalarQuantizer, LookupFreeQuantizer)}
 
 
 def build_quantizer(config: QuantizerConfig) -> CodeUsage:
