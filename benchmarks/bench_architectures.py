@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
-from pipelines.cli import comma_choices, config_from_preset
+from pipelines.cli import comma_choices, config_from_preset, emit_json
 from pipelines.decoder import load_decoder
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation, evaluate_tokenizer
 from figures import save_labelled_rows, save_reconstruction_rows
@@ -247,9 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = {"dataset": args.dataset, "budget_s": trained["budget_s"],
                   "tokenizer_steps": args.tokenizer_steps, **evaluate(args, trained, test)}
         figures(args, test)
-    text = json.dumps(result, indent=2)
-    (Path(args.output_dir) / "results.json").write_text(text + "\n")
-    print(text)
+    emit_json(result, Path(args.output_dir) / "results.json")
     return result
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from pipelines.cli import comma_choices
+from pipelines.cli import comma_choices, emit_json
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
 from pipelines.generation import ImageGenerationPipeline, load_pipeline
 from tokenizer.data import ImageDataConfig
@@ -112,9 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "best_fid": best,
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    (out / "results.json").write_text(text + "\n")
+    emit_json(summary, out / "results.json")
     return summary
 
 

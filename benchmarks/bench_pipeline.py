@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from bench_table import RECIPES
 from bench_table import train as train_recipe
 from figures import save_labelled_rows
+from pipelines.cli import emit_json
 from pipelines import ImageGenerationPipeline
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation
 from prior import GPTPrior
@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
             metrics["images_per_s"] = images_per_s(pipe, args.speed_images, guidance_scale=scale)
             result[f"guidance_{scale:g}"] = metrics
         samples_grid(pipe, output / "samples.png", args.guidance_scale)
-    text = json.dumps(result, indent=2)
-    (output / "results.json").write_text(text + "\n")
-    print(text)
+    emit_json(result, output / "results.json")
     return result
 
 

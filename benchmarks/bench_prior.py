@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import statistics
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipelines.cli import emit_json
 from pipelines import TokenizeDatasetConfig, tokenize_dataset
 from pipelines.training import train_prior
 from pipelines.training_run import TrainingRun, read_metrics
@@ -313,11 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
             result["training"] = training_overhead(codes, args, tmp)
         if "quality" in parts:
             result["quality"] = prior_quality(codes, args, tmp)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output_json:
-        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_json).write_text(text + "\n")
+    emit_json(result, args.output_json)
     return result
 
 

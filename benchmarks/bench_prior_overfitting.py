@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.cli import comma_choices
+from pipelines.cli import comma_choices, emit_json
 from pipelines.training import train_prior
 from pipelines.training_run import read_metrics
 from prior.training import TrainPriorConfig
@@ -103,10 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "best_validation": min(results, key=lambda n: results[n]["val_bits_per_token_saved"]),
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(text + "\n")
+    emit_json(summary, out / "results.json")
     return summary
 
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 from pathlib import Path
 
 import torch
 
 from bench_recipe import base_config, comparison_grid, recipe_config, run
-from pipelines.cli import comma_choices
+from pipelines.cli import comma_choices, emit_json
 from pipelines.evaluation import DEFAULT_NUM_IMAGES
 from tokenizer.models.quantizer import FSQ_LEVELS_FOR_SIZE, QUANTIZER_KINDS, QuantizerConfig
 from tokenizer.training import DISC_START_FRACTION
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "threads": torch.get_num_threads()},
                "runs": {k: {m: v for m, v in r.items() if m != "config"} for k, r in results.items()},
                "grid": str(out / "quantizers.png")}
-    text = json.dumps(summary, indent=2)
-    print(text)
-    (out / "results.json").write_text(text + "\n")
+    emit_json(summary, out / "results.json")
     return summary
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.cli import comma_choices, config_from_dict, merge_settings, preset_settings, read_config_file
+from pipelines.cli import comma_choices, config_from_dict, emit_json, merge_settings, preset_settings, read_config_file
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_tokenizer
 from figures import save_reconstruction_rows
 from pipelines.training import train_tokenizer
@@ -174,9 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         "gan_phase_collapsed": collapsed,
         "grid": str(out / "recipes.png"),
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    (out / "results.json").write_text(text + "\n")
+    emit_json(summary, out / "results.json")
     if collapsed:
         print(f"GAN phase collapsed in {collapsed}", file=sys.stderr)
     return summary

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import platform
 import statistics
 import sys
@@ -53,7 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.cli import config_from_dict, config_from_preset, merge_settings, read_config_file
+from pipelines.cli import config_from_dict, config_from_preset, emit_json, merge_settings, read_config_file
 from pipelines.training_run import TrainingRun
 from prior import CodesWriter
 from prior.presets import PRIOR_PRESETS
@@ -515,11 +514,7 @@ def main(argv: list[str] | None = None) -> dict:
             result["tokenizer"] = tokenizer_part(args, Path(tmp))
         if "prior" in parts:
             result["prior"] = prior_part(args, Path(tmp))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output_json:
-        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_json).write_text(text + "\n")
+    emit_json(result, args.output_json)
     return result
 
 

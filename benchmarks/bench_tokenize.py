@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import multiprocessing
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipelines.cli import emit_json
 from pipelines import TokenizeDatasetConfig, tokenize_dataset
 from prior import CodesDataset
 from tokenizer import VQGAN, AutoencoderConfig
@@ -136,11 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "goals": {"at_least_0.8_of_raw": full["images_per_s"] / raw >= 0.8},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output_json:
-        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_json).write_text(text + "\n")
+    emit_json(result, args.output_json)
     return result
 
 

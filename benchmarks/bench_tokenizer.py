@@ -15,7 +15,6 @@ Needs the Debian package dataset-fashion-mnist (or --data_dir with the IDX files
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipelines.cli import emit_json
 from tokenizer import VQGAN, AutoencoderConfig, VQGANConfig
 from tokenizer.models.loading import Tokenizer
 from tokenizer.data import ImageDataConfig, build_image_dataset
@@ -195,11 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "peak_rss_mb": peak_rss_mb(),
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.output_json:
-        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_json).write_text(text + "\n")
+    emit_json(summary, args.output_json)
     return summary
 
 

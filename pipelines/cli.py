@@ -270,3 +270,12 @@ def run_command(main: Callable[[], Any]) -> Any:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def emit_json(result: Any, path: str | Path | None = None) -> None:
+    """A benchmark's or script's result: indented JSON on stdout, and the same text in `path` when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")

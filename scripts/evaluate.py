@@ -25,12 +25,10 @@ All distances use the TF-Inception network published FID numbers use (weights sh
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
-from pipelines.cli import run_command
+from pipelines.cli import emit_json, run_command
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation, evaluate_tokenizer
 from pipelines.generation import load_pipeline
 from tokenizer import load_tokenizer
@@ -97,11 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         result = evaluate_tokenizer(model, data, num_images=args.num_images, batch_size=args.batch_size,
                                     num_workers=args.num_workers, rfid=not args.no_rfid, cache_dir=args.cache_dir)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output_json:
-        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_json).write_text(text + "\n")
+    emit_json(result, args.output_json)
     return result
 
 

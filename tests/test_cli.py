@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pipelines.cli import config_from_dict, config_leaves, config_parser, parse_config
+from pipelines.cli import config_from_dict, config_leaves, config_parser, emit_json, parse_config
 from pipelines.training_run import check_run_settings
 from prior.training import TrainPriorConfig
 from tokenizer.data import ImageDataConfig
@@ -186,3 +186,12 @@ def test_comma_choices_parse_lists_of_known_names():
     assert parse("vqgan,vqvae") == ["vqgan", "vqvae"] and parse("") == []
     with pytest.raises(argparse.ArgumentTypeError, match=r"\['gan'\]: expected some of \['vqvae', 'vqgan'\]"):
         parse("vqvae,gan")
+
+
+def test_emit_json_prints_and_writes_the_same_document(tmp_path, capsys):
+    result = {"fid": 34.0, "rows": [1, 2]}
+    emit_json(result, tmp_path / "new" / "results.json")  # the folder does not exist yet
+    assert json.loads(capsys.readouterr().out) == result
+    assert json.loads((tmp_path / "new" / "results.json").read_text()) == result
+    emit_json(result)  # stdout only
+    assert json.loads(capsys.readouterr().out) == result

@@ -45,10 +45,8 @@ class FiniteScalarQuantizer(CodeUsage):
         return self._digits_to_codes(digits.float()).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        self._check_latents(latents)
-        b, d, h, w = latents.shape
+        flat = self._latent_rows(latents)  # (N, d)
         with torch.autocast(device_type=latents.device.type, enabled=False):
-            flat = latents.float().permute(0, 2, 3, 1).reshape(-1, d)  # (N, d)
             bounded = self._bound(flat)
             rounded = bounded + (bounded.round() - bounded).detach()  # straight-through rounding
             half_width = self.levels // 2
@@ -58,5 +56,4 @@ class FiniteScalarQuantizer(CodeUsage):
             if self.training:
                 self._count_codes_(indices)
         zero = codes.new_zeros(())
-        return QuantizerOutput(quantized=codes.reshape(b, h, w, d).permute(0, 3, 1, 2), indices=indices.reshape(b, h, w),
-                               loss=zero, codebook_loss=zero, commitment_loss=zero)
+        return self._on_grid(latents, codes, indices, zero, zero, loss=zero)

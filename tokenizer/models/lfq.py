@@ -48,10 +48,8 @@ class LookupFreeQuantizer(CodeUsage):
         return per_latent - self.config.lfq_diversity_gamma * batch
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        self._check_latents(latents)
-        b, d, h, w = latents.shape
+        flat = self._latent_rows(latents)  # (N, d)
         with torch.autocast(device_type=latents.device.type, enabled=False):
-            flat = latents.float().permute(0, 2, 3, 1).reshape(-1, d)  # (N, d)
             positive = flat > 0
             codes = positive.float() * 2 - 1
             indices = (positive.long() * self.bit_values).sum(1)
@@ -61,6 +59,5 @@ class LookupFreeQuantizer(CodeUsage):
             if self.training:
                 self._count_codes_(indices)
             quantized = flat + (codes - flat).detach()  # straight-through
-        return QuantizerOutput(
-            quantized=quantized.reshape(b, h, w, d).permute(0, 3, 1, 2), indices=indices.reshape(b, h, w),
-            loss=entropy + self.config.beta * commitment, codebook_loss=entropy, commitment_loss=commitment)
+        return self._on_grid(latents, quantized, indices, entropy, commitment,
+                             loss=entropy + self.config.beta * commitment)

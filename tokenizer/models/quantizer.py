@@ -204,10 +204,21 @@ class CodeUsage(nn.Module):
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
-    def _check_latents(self, latents: torch.Tensor) -> None:
+    def _latent_rows(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, d, h, w) → fp32 rows (B*h*w, d), one per grid position, after checking d."""
         if latents.ndim != 4 or latents.shape[1] != self.config.code_dim:
             raise ValueError(f"latents of shape {tuple(latents.shape)}; expected (B, code_dim={self.config.code_dim}, "
                              "h, w)")
+        return latents.float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+
+    @staticmethod
+    def _on_grid(latents: torch.Tensor, quantized: torch.Tensor, indices: torch.Tensor, codebook_loss: torch.Tensor,
+                 commitment_loss: torch.Tensor, loss: torch.Tensor) -> QuantizerOutput:
+        """Rows back on the latents' grid: quantized (N, d) → (B, d, h, w), indices (N,) → (B, h, w)."""
+        b, d, h, w = latents.shape
+        return QuantizerOutput(quantized=quantized.reshape(b, h, w, d).permute(0, 3, 1, 2),
+                               indices=indices.reshape(b, h, w), loss=loss, codebook_loss=codebook_loss,
+                               commitment_loss=commitment_loss)
 
     @torch.no_grad()
     def _count_codes_(self, indices: torch.Tensor) -> torch.Tensor:
@@ -257,10 +268,8 @@ class VectorQuantizer(CodeUsage):
         return F.embedding(indices, self.normalized_codebook()).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        self._check_latents(latents)
-        b, d, h, w = latents.shape
+        flat = self._latent_rows(latents)  # (N, D), N = B*h*w
         with torch.autocast(device_type=latents.device.type, enabled=False):
-            flat = latents.float().permute(0, 2, 3, 1).reshape(-1, d)  # (N, D), N = B*h*w
             if self.config.l2_normalize:
                 flat = F.normalize(flat, dim=1)
             if self.training:
@@ -276,13 +285,8 @@ class VectorQuantizer(CodeUsage):
             if self.training:
                 self._update_statistics_(flat.detach(), indices)
             quantized = flat + (codes - flat).detach()  # straight-through gradient copy
-        return QuantizerOutput(
-            quantized=quantized.reshape(b, h, w, d).permute(0, 3, 1, 2),
-            indices=indices.reshape(b, h, w),
-            loss=codebook_loss + self.config.beta * commitment,
-            codebook_loss=codebook_loss,
-            commitment_loss=commitment,
-        )
+        return self._on_grid(latents, quantized, indices, codebook_loss, commitment,
+                             loss=codebook_loss + self.config.beta * commitment)
 
     # --- training-time codebook maintenance -------------------------------------------------------
 
