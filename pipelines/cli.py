@@ -21,13 +21,13 @@ import argparse
 import dataclasses
 import json
 import sys
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tessera_hub import read_json_object
+from tessera_hub.configs import config_from_dict, field_default, unwrap_optional
 
 CONFIG_FLAG = "config"
 
@@ -45,22 +45,6 @@ class Leaf:
     help: str
 
 
-def _unwrap_optional(annotation) -> tuple[Any, bool]:
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return rest[0], True
-    return annotation, False
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return dataclasses.MISSING
-
-
 def _leaves(cls: type, prefix: tuple[str, ...] = (), flag_prefix: str = "",
             help_prefix: str = "") -> list[tuple[str, tuple[str, ...], Any, bool, Any, dict]]:
     """(flag, path, type, optional, default, metadata) for every non-dataclass field, depth first. A nested
@@ -70,7 +54,7 @@ def _leaves(cls: type, prefix: tuple[str, ...] = (), flag_prefix: str = "",
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
-        annotation, optional = _unwrap_optional(hints[f.name])
+        annotation, optional = unwrap_optional(hints[f.name])
         if dataclasses.is_dataclass(annotation):
             own = f"{f.metadata['help']}: " if "flag_prefix" in f.metadata and "help" in f.metadata else ""
             out.extend(_leaves(annotation, prefix + (f.name,), flag_prefix + f.metadata.get("flag_prefix", ""),
@@ -82,7 +66,7 @@ def _leaves(cls: type, prefix: tuple[str, ...] = (), flag_prefix: str = "",
                 meta["flag"] = flag
             if help_prefix:
                 meta["help"] = help_prefix + meta.get("help", "")
-            out.append((flag, prefix + (f.name,), annotation, optional, _default(f), meta))
+            out.append((flag, prefix + (f.name,), annotation, optional, field_default(f), meta))
     return out
 
 
@@ -168,28 +152,6 @@ def read_config_file(path: str | Path) -> dict:
     return read_json_object(path, f"--config {path}")
 
 
-def config_from_dict(cls: type, data: dict, where: str = "") -> Any:
-    """Build a (nested) config dataclass from a JSON-style dict; lists become tuples; unknown keys are errors."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown config fields {[where + k for k in unknown]}; expected some of {sorted(names)}")
-    values = {}
-    for f in dataclasses.fields(cls):
-        annotation, _ = _unwrap_optional(hints[f.name])
-        if dataclasses.is_dataclass(annotation):
-            values[f.name] = config_from_dict(annotation, data.get(f.name) or {}, f"{where}{f.name}.")
-        elif f.name in data:
-            value = data[f.name]
-            values[f.name] = tuple(value) if isinstance(value, list) else value
-    missing = [where + f.name for f in dataclasses.fields(cls)
-               if f.name not in values and _default(f) is dataclasses.MISSING]
-    if missing:
-        raise ValueError(f"missing required settings {missing}: give them as flags or in --config")
-    return cls(**values)
-
-
 def merge_settings(base: dict, override: dict) -> dict:
     """`override` laid over `base`, section by section (nested dicts merge; other values replace)."""
     merged = dict(base)
@@ -245,10 +207,7 @@ def parse_config(cls: type, parser: argparse.ArgumentParser, argv: list[str] | N
                if leaf.default is dataclasses.MISSING and not _has(data, leaf.paths[0])]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}: give it as a flag or in --config")
-    try:
-        return config_from_dict(cls, data), args
-    except TypeError as err:  # a wrong JSON type reaching a dataclass check
-        raise ValueError(f"config does not fit {cls.__name__}: {err}") from None
+    return config_from_dict(cls, data), args
 
 
 def comma_choices(allowed) -> Callable[[str], list[str]]:

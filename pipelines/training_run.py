@@ -26,6 +26,7 @@ from pathlib import Path
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, is_tensorboard_available, is_wandb_available
+import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import get_scheduler
@@ -55,6 +56,10 @@ def check_run_settings(config) -> None:
         # accelerate removes the oldest checkpoint before writing the next one: with a limit of 1, a run killed
         # while saving would be left with no complete checkpoint at all.
         raise ValueError(f"checkpoints_total_limit={checkpoints_total_limit}: expected at least 2, or None to keep all")
+
+
+class NonFiniteLossError(ValueError):
+    """The loss stayed non-finite for max_nonfinite_steps steps in a row: the run stops (its checkpoints stay)."""
 
 
 def _allow_new_precision(mixed_precision: str) -> None:
@@ -143,6 +148,23 @@ class TrainingRun:
             ),
         )
         self.project_name = project_name
+        self._nonfinite_in_a_row = 0
+
+    # --- non-finite losses -------------------------------------------------------------------------------
+
+    def loss_is_finite(self, loss: torch.Tensor) -> bool:
+        """Whether `loss` is finite on every process: all of them skip a step together, or DDP would hang."""
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        return bool(self.accelerator.gather(finite).min() > 0)
+
+    def count_step(self, finite: bool, step: int) -> None:
+        """After each step: a run of `max_nonfinite_steps` skipped (non-finite) steps in a row stops the run."""
+        self._nonfinite_in_a_row = 0 if finite else self._nonfinite_in_a_row + 1
+        if self._nonfinite_in_a_row >= self.config.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"the loss was not finite for {self._nonfinite_in_a_row} steps in a row at step {step}; stopping "
+                f"without saving a model. The last good checkpoint is {self.find_checkpoint('latest')}: lower the "
+                f"learning rate or check the data and loss weights, then resume from it")
 
     def batch_order(self, length: int, batch_size: int, items: str = "items") -> BatchOrder:
         """This process's resumable order over `length` items, seeded by the run's seed."""

@@ -76,7 +76,8 @@ class TrainPriorConfig:
     checkpoint_every: int = 1000
     checkpoints_total_limit: int | None = 2
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or 'latest'"})
-    max_nonfinite_steps: int = 5  # this many non-finite losses in a row stop the run
+    max_nonfinite_steps: int = field(default=5, metadata={
+        "help": "this many steps in a row with a non-finite loss (each skipped) stop the run, saving no model"})
     report_to: str = field(default="none", metadata={"help": "experiment trackers: tensorboard, wandb, all or none"})
     # The tokenizer that made the codes; the script loads it for sample grids (this package cannot).
     tokenizer: str | None = field(default=None, metadata={"help": "the tokenizer that made the codes: enables sample grids"})
@@ -242,8 +243,7 @@ class PriorTrainer:
             codes, labels, context = self._micro_batch()
             with acc.autocast():
                 loss = prior_loss(self.model, codes, labels, context)
-            finite = acc.gather(torch.isfinite(loss.detach()).float().reshape(1)).min() > 0  # every process agrees
-            if not finite:
+            if not self.run.loss_is_finite(loss):
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
             context = acc.no_sync(self.model) if micro < c.gradient_accumulation_steps - 1 else contextlib.nullcontext()
@@ -346,20 +346,14 @@ class PriorTrainer:
         self.run.start()
         bar = tqdm(total=c.max_steps, initial=self.state["step"], desc=f"{c.prior} prior",
                    disable=not (c.progress and acc.is_main_process))
-        in_a_row, started, first_step = 0, time.perf_counter(), self.state["step"]
+        started, first_step = time.perf_counter(), self.state["step"]
         while self.state["step"] < c.max_steps:
             self.model.train()
             logs = self.train_step()
+            self.run.count_step(logs is not None, self.state["step"])
             if logs is None:
-                in_a_row += 1
                 self.state["nonfinite_skipped"] += 1
-                if in_a_row >= c.max_nonfinite_steps:
-                    raise RuntimeError(
-                        f"the loss was not finite for {in_a_row} steps in a row at step {self.state['step']}; "
-                        f"stopping. The last good checkpoint is {self.run.find_checkpoint('latest')}"
-                    )
                 continue
-            in_a_row = 0
             self.state["step"] += 1
             step = self.state["step"]
             bar.update(1)

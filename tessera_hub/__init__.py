@@ -6,7 +6,8 @@ one copy of this lives here, below both; `pipelines` uses it for the pipeline fo
 from .folders import (
     CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, load_weights_strict, read_json_object, resolve_folder,
 )
-from .saved_model import JSONConfig, SavedModel, config_from_dict
+from .configs import check_config_types, config_from_dict
+from .saved_model import JSONConfig, SavedModel
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "JSONConfig", "SavedModel", "config_from_dict", "load_state_dict_strict",
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "JSONConfig", "SavedModel", "check_config_types", "config_from_dict", "load_state_dict_strict",
            "load_weights_strict", "read_json_object", "resolve_folder"]

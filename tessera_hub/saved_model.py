@@ -10,21 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 
+from .configs import check_config_types, config_from_dict
 from .folders import CONFIG_NAME, WEIGHTS_NAME, load_weights_strict, read_json_object, resolve_folder
-
-
-def config_from_dict(config_class: type, data: dict) -> Any:
-    """`config_class(**data)`; ValueError naming the keys it does not have (the dataclass would raise TypeError)."""
-    known = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {config_class.__name__} fields {unknown}; expected a subset of {sorted(known)}")
-    return config_class(**data)
 
 
 class JSONConfig:
@@ -54,6 +45,17 @@ class SavedModel(PyTorchModelHubMixin, library_name="tessera", tags=["tessera"])
         """What this class's folders hold: the value of its `kind_key` attribute ("vqgan", "gpt", ...)."""
         return getattr(cls, cls.kind_key)
 
+    def save_pretrained(self, save_directory: str | Path, **kwargs):
+        """The mixin's save_pretrained (and push_to_hub), refused before anything is written when a weight is not
+        finite: a run that diverged must not leave a model behind."""
+        bad = [name for name, tensor in self.state_dict().items()
+               if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if bad:
+            raise ValueError(f"{len(bad)} weight tensors of this {self.noun} hold NaN or infinite values "
+                             f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): refusing to save it to "
+                             f"{save_directory}")
+        return super().save_pretrained(save_directory, **kwargs)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         """config.json ({kind_key: kind, **config}), then the mixin's model.safetensors."""
         config = {self.kind_key: self.kind(), **self.config.to_dict()}
@@ -82,11 +84,20 @@ class SavedModel(PyTorchModelHubMixin, library_name="tessera", tags=["tessera"])
         kind, data = cls.read_config(folder)
         if kind != cls.kind():
             raise ValueError(f"{folder} holds a {kind!r} {cls.noun}; expected {cls.kind()!r}")
-        return super().from_pretrained(folder, config=cls.config_class.from_dict(data), map_location=map_location)
+        try:
+            config = cls.config_class.from_dict(data)
+            check_config_types(config)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{folder / CONFIG_NAME}: {err}") from None
+        return super().from_pretrained(folder, config=config, map_location=map_location)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, config, map_location: str | torch.device = "cpu", **hub):
         """The mixin's hook, given the resolved folder as `model_id`: build from `config`, load strictly."""
-        model = cls(config)
+        try:
+            model = cls(config)
+        except RuntimeError as err:  # an allocation failure: a config.json asking for an absurd size
+            raise ValueError(f"{Path(model_id) / CONFIG_NAME} describes a model that cannot be built here: "
+                             f"{str(err).splitlines()[0]}") from None
         load_weights_strict(model, Path(model_id) / WEIGHTS_NAME, map_location)
         return model.eval()

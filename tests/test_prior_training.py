@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from prior import CodesDataset, GPTPrior, PixelCNNPrior
 from pipelines.training import train_prior
-from pipelines.training_run import find_checkpoint
+from pipelines.training_run import NonFiniteLossError, find_checkpoint
 from prior.training import GridDecoder, PriorTrainer, TrainPriorConfig
 from tests.conftest import run_script, start_script
 from tests.test_index_files import make_codes
@@ -158,7 +158,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(codes_dir, tmp_path, mon
 
     monkeypatch.setattr(training, "prior_loss", flaky)
     config = tiny_config(codes_dir, tmp_path, max_steps=50, max_nonfinite_steps=3, eval_every=100)
-    with pytest.raises(RuntimeError, match="not finite for 3 steps in a row at step 3.*checkpoint_2"):
+    with pytest.raises(NonFiniteLossError, match="not finite for 3 steps in a row at step 3.*checkpoint_2"):
         train_prior(config)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["nonfinite_skipped"] == 1  # the single bad step was skipped and counted

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from tessera_hub import SavedModel
+from tessera_hub import SavedModel, config_from_dict
 
 from .autoencoder import AutoencoderConfig, Decoder
 from .quantizer import QUANTIZER_CHOICE_FIELDS, QuantizerConfig
@@ -101,8 +101,9 @@ class TokenizerConfig:
                              f"{sorted(own | set(AUTOENCODER_FIELDS))}")
         if "downsample_factor" not in data and data.get("channel_mult"):  # folders saved before the field existed
             data["downsample_factor"] = 2 ** (len(data["channel_mult"]) - 1)
-        autoencoder = AutoencoderConfig(**{name: data[name] for name in AUTOENCODER_FIELDS if name in data})
-        return cls(autoencoder, **{name: data[name] for name in own if name in data})
+        # Built through tessera_hub's config_from_dict: every value checked against its field's type first.
+        return config_from_dict(cls, {"autoencoder": {name: data[name] for name in AUTOENCODER_FIELDS if name in data},
+                                      **{name: data[name] for name in own if name in data}})
 
 
 class TokenizerModule(SavedModel, nn.Module):

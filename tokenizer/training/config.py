@@ -112,6 +112,8 @@ class TrainTokenizerConfig:
     checkpoint_every: int = 1000
     checkpoints_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (at least 2); none = all"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or 'latest'"})
+    max_nonfinite_steps: int = field(default=5, metadata={
+        "help": "this many steps in a row with a non-finite loss (each skipped) stop the run, saving no model"})
     # Fine-tuning: the folder's model (its config and weights) replaces the model flags; only the resolution is
     # the data's (every architecture here is convolutional, so a tokenizer runs at any multiple of its factor).
     init_from: str | None = field(default=None, metadata={
@@ -123,7 +125,8 @@ class TrainTokenizerConfig:
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision={self.mixed_precision!r}: expected one of {list(MIXED_PRECISION)}")
-        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_every", "image_every", "checkpoint_every"):
+        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_every", "image_every", "checkpoint_every",
+                     "max_nonfinite_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
         if self.loss.disc_start_step is None:  # recorded as a step in train_config.json

@@ -50,6 +50,7 @@ class TrainingProgress:
     step: int = 0
     batches_seen: int = 0
     skipped: dict = field(default_factory=lambda: {"count": 0, "examples": []})  # SkipCounter state
+    nonfinite_skipped: int = 0  # optimiser steps skipped for a non-finite loss
 
 
 # --- one optimiser step -----------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ def _set_requires_grad(module: nn.Module | None, flag: bool) -> None:
 
 
 def generator_step(accelerator, model, discriminator, loss_fn, images, step, scale):
-    """Forward + backward of the generator objective for one micro-batch; returns (logs, reconstruction)."""
+    """Forward + backward of the generator objective for one micro-batch; returns (loss, logs, reconstruction)."""
     raw_disc = accelerator.unwrap_model(discriminator) if discriminator is not None else None
     _set_requires_grad(raw_disc, False)  # the GAN term must not put gradients into D
     try:
@@ -76,14 +77,14 @@ def generator_step(accelerator, model, discriminator, loss_fn, images, step, sca
         accelerator.backward(loss * scale)
     finally:
         _set_requires_grad(raw_disc, True)
-    return logs, out.reconstruction.detach()
+    return loss.detach(), logs, out.reconstruction.detach()
 
 
 def discriminator_step(accelerator, discriminator, loss_fn, images, reconstruction, scale):
     with accelerator.autocast():
         loss, logs = loss_fn.discriminator_loss(images, reconstruction, discriminator)
     accelerator.backward(loss * scale)
-    return logs
+    return loss.detach(), logs
 
 
 def _batch_psnr(images: torch.Tensor, reconstruction: torch.Tensor) -> float:
@@ -192,7 +193,15 @@ class TokenizerTrainer:
                     images = random_flip(images, self.config.seed, self.batch_iter.position)
                 return images
 
-    def train_step(self, batches) -> dict[str, float]:
+    def _skip_step(self) -> None:
+        """A non-finite loss: drop this step's gradients; no optimiser, scheduler or EMA update."""
+        self.opt_g.zero_grad(set_to_none=True)
+        if self.discriminator is not None:
+            self.opt_d.zero_grad(set_to_none=True)
+
+    def train_step(self, batches) -> dict[str, float] | None:
+        """One optimiser step (generator, then discriminator once the GAN is on); None when a loss was not finite
+        and the step was skipped."""
         c, acc, step = self.config, self.accelerator, self.progress.step
         gan_on = self.discriminator is not None and self.loss_fn.gan_active(step)
         scale = 1.0 / c.gradient_accumulation_steps
@@ -206,9 +215,16 @@ class TokenizerTrainer:
                 if self.discriminator is not None:
                     sync.enter_context(acc.no_sync(self.discriminator))
             with sync:
-                g_logs, recon = generator_step(acc, self.model, self.discriminator, self.loss_fn, images, step, scale)
-                if gan_on:
-                    g_logs.update(discriminator_step(acc, self.discriminator, self.loss_fn, images, recon, scale))
+                loss, g_logs, recon = generator_step(acc, self.model, self.discriminator, self.loss_fn, images, step,
+                                                     scale)
+                finite = self.run.loss_is_finite(loss)
+                if finite and gan_on:
+                    d_loss, d_logs = discriminator_step(acc, self.discriminator, self.loss_fn, images, recon, scale)
+                    finite = self.run.loss_is_finite(d_loss)
+                    g_logs.update(d_logs)
+            if not finite:
+                self._skip_step()
+                return None
             logs.append(g_logs)
             psnrs.append(_batch_psnr(images, recon))
         _optimizer_step(acc, self.opt_g, self.sched_g, self.model.parameters(), c.max_grad_norm)
@@ -236,15 +252,19 @@ class TokenizerTrainer:
         while self.progress.step < c.max_steps:
             self.model.train()
             logs = self.train_step(batches)
-            self.progress.step += 1
             self.progress.batches_seen = self.batch_iter.position
+            self.run.count_step(logs is not None, self.progress.step)
+            if logs is None:
+                self.progress.nonfinite_skipped += 1
+                continue
+            self.progress.step += 1
             step = self.progress.step
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.3f}", psnr=f"{logs['psnr']:.2f}",
                             **({"usage": f"{logs['codebook_usage']:.2f}"} if "codebook_usage" in logs else
                                {"kl": f"{logs['kl_nats']:.1f}"}))
             if step % c.log_every == 0 or step == c.max_steps:
-                logs.update(skipped_images=self.skips.count,
+                logs.update(skipped_images=self.skips.count, nonfinite_skipped=self.progress.nonfinite_skipped,
                             steps_per_s=(step - started_step) / max(time.perf_counter() - started, 1e-9))
                 self.run.log(logs, step)
             if step % c.image_every == 0 or step == c.max_steps:

@@ -1,0 +1,97 @@
+"""Bad input is refused where it enters, and what goes wrong during a run stops it cleanly: no model is ever
+saved from non-finite weights, and no config value of the wrong type reaches a model."""
+
+import json
+
+import pytest
+import torch
+
+from pipelines.cli import config_from_dict, config_parser, parse_config
+from pipelines.training import train_tokenizer
+from pipelines.training_run import NonFiniteLossError, find_checkpoint
+from prior import GPTPrior
+from tests.conftest import tiny_prior, tiny_vqgan
+from tests.test_training import image_folder, tiny_train_config  # noqa: F401 (a fixture)
+from tokenizer import VQGAN
+from tokenizer.losses import VQGANLoss
+from tokenizer.training import TrainTokenizerConfig
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--beta", "nan", r"model.quantizer.beta=nan: expected a finite number"),
+    ("--learning_rate", "inf", r"learning_rate=inf: expected a finite number"),
+    ("--gan_weight", "-inf", r"loss.gan_weight=-inf: expected a finite number"),
+])
+def test_non_finite_flags_are_refused_naming_the_field(flag, value, message, tmp_path):
+    parser = config_parser(TrainTokenizerConfig)
+    with pytest.raises(ValueError, match=message):
+        parse_config(TrainTokenizerConfig, parser, ["--output_dir", str(tmp_path), "--dataset", "emoji", f"{flag}={value}"])
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"max_steps": "10"}, r"max_steps='10': expected an integer"),
+    ({"max_steps": 2.5}, r"max_steps=2.5: expected an integer"),
+    ({"loss": {"gan_weight": "high"}}, r"loss.gan_weight='high': expected a finite number"),
+    ({"progress": 1}, r"progress=1: expected true or false"),
+    ({"adam_betas": [0.5]}, r"adam_betas=\[0.5\]: expected 2 values"),
+    ({"adam_betas": [0.5, "x"]}, r"adam_betas\[1\]='x': expected a finite number"),
+    ({"data": [1]}, r"data=\[1\]: expected a JSON object"),
+])
+def test_config_values_of_the_wrong_type_are_refused_naming_the_field(settings, message, tmp_path):
+    base = {"output_dir": str(tmp_path), "data": {"dataset": "emoji"}}
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(TrainTokenizerConfig, {**base, **settings})
+
+
+def test_a_config_file_with_a_wrong_type_names_the_field(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"output_dir": str(tmp_path), "data": {"dataset": "emoji"}, "batch_size": "32"}))
+    with pytest.raises(ValueError, match=r"batch_size='32': expected an integer"):
+        parse_config(TrainTokenizerConfig, config_parser(TrainTokenizerConfig), ["--config", str(path)])
+
+
+@pytest.mark.parametrize("model, cls, field, value, message", [
+    ("tokenizer", VQGAN, "channels", "wide", r"config.json: .*channels"),
+    ("prior", GPTPrior, "hidden_size", 1.5, r"config.json: hidden_size=1.5: expected an integer"),
+    ("prior", GPTPrior, "rope_theta", None, r"config.json: rope_theta=None: expected a finite number"),
+    ("prior", GPTPrior, "hidden_size", 2**40, r"config.json describes a model that cannot be built here"),
+])
+def test_a_saved_config_json_with_a_wrong_value_names_the_file(model, cls, field, value, message, tmp_path):
+    (tiny_vqgan() if model == "tokenizer" else tiny_prior(num_heads=1)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert field in config
+    config[field] = value
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message):
+        cls.from_pretrained(tmp_path)
+
+
+def test_a_model_with_non_finite_weights_is_never_saved(tmp_path):
+    model = tiny_vqgan()
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(ValueError, match=r"1 weight tensors of this tokenizer hold NaN or infinite values"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_tokenizer_training_skips_a_non_finite_step_then_stops_without_saving_a_model(
+        image_folder, tmp_path, monkeypatch):  # noqa: F811
+    calls = {"n": 0}
+    original = VQGANLoss.generator_loss
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        loss, logs = original(self, *args, **kwargs)
+        return (loss * float("nan") if calls["n"] == 3 or calls["n"] > 6 else loss), logs
+
+    monkeypatch.setattr(VQGANLoss, "generator_loss", flaky)
+    out = tmp_path / "run"
+    config = tiny_train_config(image_folder, out, max_steps=10, gradient_accumulation_steps=1, max_nonfinite_steps=3)
+    with pytest.raises(NonFiniteLossError, match=r"not finite for 3 steps in a row at step 5.*checkpoint_4"):
+        train_tokenizer(config)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]  # call 3 was skipped, not counted as a step
+    assert records[-1]["nonfinite_skipped"] == 1 and all(map(torch.tensor, [r["loss"] for r in records]))
+    assert not (out / "model.safetensors").exists()
+    assert find_checkpoint(out, "latest").name == "checkpoint_4"
