@@ -189,6 +189,38 @@ def _set(data: dict, path: tuple[str, ...], value: Any) -> None:
     data[path[-1]] = value
 
 
+def _get(data: dict, path: tuple[str, ...]) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def _without(data: dict, path: tuple[str, ...]) -> dict:
+    """A copy of `data` without the value at `path`."""
+    data = json.loads(json.dumps(data))
+    inner = data
+    for key in path[:-1]:
+        inner = inner[key]
+    del inner[path[-1]]
+    return data
+
+
+def _without_derived_values(cls: type, data: dict) -> dict:
+    """`data` (a saved config, say) without the values its config class derived from other fields
+    (`cls.derived_paths`: the discriminator's start from max_steps), so that they are derived anew from the flags
+    laid over it. A value that differs from what its own file derives was set on purpose and stays."""
+    for path in getattr(cls, "derived_paths", ()):
+        if not _has(data, path) or _get(data, path) is None:
+            continue
+        try:
+            derived = config_from_dict(cls, _without(data, path))
+            if _get(dataclasses.asdict(derived), path) == _get(data, path):
+                data = _without(data, path)
+        except ValueError:
+            pass  # a config incomplete without the flags; its values stay as given
+    return data
+
+
 def parse_config(cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> tuple[Any, argparse.Namespace]:
     """(config, namespace): the config from defaults ← --preset ← --config file ← the flags given; the namespace
     holds the parsed flags (and any extra arguments the caller added to the parser)."""
@@ -198,6 +230,7 @@ def parse_config(cls: type, parser: argparse.ArgumentParser, argv: list[str] | N
         data = cls.upgrade_settings(data)
     if getattr(args, "preset", None):
         data = merge_settings(preset_settings(getattr(parser, "presets", {}), args.preset), data)
+    data = _without_derived_values(cls, data)
     leaves = config_leaves(cls)
     for flag, leaf in leaves.items():
         if hasattr(args, flag):

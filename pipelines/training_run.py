@@ -25,9 +25,10 @@ from pathlib import Path
 
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import load as accelerate_load
 from accelerate.utils import ProjectConfiguration, is_tensorboard_available, is_wandb_available
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 from transformers import get_scheduler
 
@@ -92,6 +93,24 @@ def _flat(config: Mapping, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return out
+
+
+def _first_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:300] + " ..."
+
+
+def _unreadable_file(checkpoint: Path) -> Path | None:
+    """The first file of a checkpoint that does not load on its own (weights_only / safetensors), if any."""
+    for file in sorted(checkpoint.iterdir()):
+        try:
+            if file.suffix == ".safetensors":
+                load_file(str(file))
+            elif file.suffix in (".bin", ".pkl"):
+                accelerate_load(file, map_location="cpu")
+        except Exception:  # noqa: BLE001
+            return file
+    return None
 
 
 def find_checkpoint(output_dir: str | Path, which: str) -> Path | None:
@@ -269,18 +288,40 @@ class TrainingRun:
                                  "resume_from_checkpoint='latest' (--resume_from_checkpoint latest) to continue it, "
                                  "or choose another output_dir")
             return None
-        self.accelerator.load_state(str(path))
+        self._restore(path)
         for name, module in (modules or {}).items():
             file = path / f"{name}.safetensors"
             if not file.is_file():
                 raise ValueError(f"{path} has no {file.name}, but this run keeps {name} weights: resume with the "
                                  f"settings the checkpoint was written with")
-            load_model(module, str(file), strict=True)  # copied onto the module's own device
+            try:
+                load_model(module, str(file), strict=True)  # copied onto the module's own device
+            except Exception as err:  # noqa: BLE001 (a corrupt file or other shapes: named either way)
+                raise ValueError(f"{file} cannot be restored ({_first_line(err)}): resume with the settings the "
+                                 f"checkpoint was written with, or delete {path}") from None
         # The next automatic save continues the step numbering (and its total_limit pruning) from here.
         self.accelerator.project_configuration.iteration = checkpoint_step(path) + 1
         state = json.loads((path / STATE_NAME).read_text())
         self.accelerator.print(f"resumed from {path} at step {state['step']}")
         return state
+
+    def _restore(self, path: Path) -> None:
+        """accelerate's load_state, made all or nothing: it skips random states it cannot read (the resume would
+        silently stop being exact), and its other failures are tracebacks. Either is a ValueError naming the file."""
+        advice = (f"delete {path} to resume from an earlier checkpoint, or resume with the settings it was written "
+                  f"with (--config {self.output_dir / CONFIG_NAME})")
+        rng = path / f"random_states_{self.accelerator.process_index}.pkl"
+        try:
+            accelerate_load(rng)  # weights_only, as accelerate loads it
+        except Exception as err:  # noqa: BLE001 (any failure to read it means an inexact resume)
+            raise ValueError(f"{rng} cannot be read ({_first_line(err)}), so the resume would not be exact: "
+                             f"{advice}") from None
+        try:
+            self.accelerator.load_state(str(path))
+        except Exception as err:  # noqa: BLE001 (named below, whatever broke)
+            culprit = _unreadable_file(path)
+            where = f"{culprit} cannot be read" if culprit else f"{path} does not fit this run's models"
+            raise ValueError(f"{where} ({_first_line(err)}): {advice}") from None
 
     def _delete_incomplete(self) -> None:
         for path in self.checkpoint_root.glob("checkpoint_*"):

@@ -2,6 +2,8 @@
 saved from non-finite weights, and no config value of the wrong type reaches a model."""
 
 import json
+import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from pipelines.training import train_tokenizer
 from pipelines.training_run import NonFiniteLossError, find_checkpoint
 from prior import GPTPrior
 from tests.conftest import tiny_prior, tiny_vqgan
-from tests.test_training import image_folder, tiny_train_config  # noqa: F401 (a fixture)
+from tests.test_training import architecture_model, image_folder, reference_run, reference_runs, tiny_train_config  # noqa: F401 (fixtures)
 from tokenizer import VQGAN
 from tokenizer.losses import VQGANLoss
 from tokenizer.training import TrainTokenizerConfig
@@ -95,3 +97,44 @@ def test_tokenizer_training_skips_a_non_finite_step_then_stops_without_saving_a_
     assert records[-1]["nonfinite_skipped"] == 1 and all(map(torch.tensor, [r["loss"] for r in records]))
     assert not (out / "model.safetensors").exists()
     assert find_checkpoint(out, "latest").name == "checkpoint_4"
+
+
+def test_config_of_an_earlier_run_with_new_max_steps_derives_the_discriminator_start_anew(tmp_path):
+    """README: `--config runs/emoji-vq/train_config.json --output_dir runs/emoji-vq-long --max_steps 50000`."""
+    parser = config_parser(TrainTokenizerConfig)
+    first, _ = parse_config(TrainTokenizerConfig, parser, ["--output_dir", str(tmp_path / "a"), "--dataset", "emoji",
+                                                          "--max_steps", "1000"])
+    assert first.loss.disc_start_step == 600
+    (tmp_path / "train_config.json").write_text(json.dumps(first.to_dict()))
+    longer, _ = parse_config(TrainTokenizerConfig, parser, ["--config", str(tmp_path / "train_config.json"),
+                                                           "--output_dir", str(tmp_path / "b"), "--max_steps", "50000"])
+    assert longer.max_steps == 50000 and longer.loss.disc_start_step == 30000
+    # A start the earlier run chose itself stays; a flag beside the file still wins.
+    chosen = {**first.to_dict(), "loss": {**first.to_dict()["loss"], "disc_start_step": 100}}
+    (tmp_path / "chosen.json").write_text(json.dumps(chosen))
+    kept, _ = parse_config(TrainTokenizerConfig, parser, ["--config", str(tmp_path / "chosen.json"), "--max_steps", "50000"])
+    assert kept.loss.disc_start_step == 100
+    flagged, _ = parse_config(TrainTokenizerConfig, parser, ["--config", str(tmp_path / "train_config.json"),
+                                                            "--max_steps", "50000", "--disc_start_step", "7"])
+    assert flagged.loss.disc_start_step == 7
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("random_states_0.pkl", r"random_states_0.pkl cannot be read .*so the resume would not be exact"),
+    ("optimizer.bin", r"optimizer.bin cannot be read"),
+    ("ema.safetensors", r"ema.safetensors cannot be restored"),
+    ("architecture", r"checkpoint_5 does not fit this run's models .*size mismatch"),
+])
+def test_a_checkpoint_that_cannot_be_restored_exactly_is_an_error_naming_the_file(
+        damage, message, image_folder, reference_run, tmp_path):  # noqa: F811
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    latest = find_checkpoint(run, "latest")
+    overrides = {}
+    if damage == "architecture":  # resuming with another width
+        model = architecture_model("vqgan")
+        overrides["model"] = replace(model, autoencoder=replace(model.autoencoder, channels=16))
+    else:
+        (latest / damage).write_bytes(b"not what was saved")
+    with pytest.raises(ValueError, match=message):
+        train_tokenizer(tiny_train_config(image_folder, run, resume_from_checkpoint="latest", **overrides))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..data import ImageDataConfig
 from ..losses import DiscriminatorConfig, LossConfig
@@ -121,6 +122,10 @@ class TrainTokenizerConfig:
                 "whose config and weights start the run; the model flags are then ignored"})
     report_to: str = field(default="none", metadata={"help": "experiment trackers: tensorboard, wandb, all or none"})
     progress: bool = field(default=True, metadata={"help": "progress bar"})
+
+    # Values __post_init__ derives from others when not given; `--config run.json --max_steps N` derives them
+    # anew (pipelines.cli.parse_config) unless the file set them to something else.
+    derived_paths: ClassVar[tuple[tuple[str, ...], ...]] = (("loss", "disc_start_step"),)
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION:
