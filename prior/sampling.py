@@ -15,6 +15,7 @@ A parallel loop (MaskGIT) would take the same chunks and picker with a `loop=` o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,14 +24,15 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None, guidance_scale: float) -> None:
-    if temperature <= 0:
-        raise ValueError(f"temperature={temperature}: expected a positive value")
-    if top_k is not None and top_k < 1:
+    """ValueError naming a setting outside its range; NaN and infinities are outside every range."""
+    if not (0 < temperature < math.inf):
+        raise ValueError(f"temperature={temperature}: expected a finite positive value")
+    if top_k is not None and not (isinstance(top_k, int) and top_k >= 1):
         raise ValueError(f"top_k={top_k}: expected None or a positive integer")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p={top_p}: expected None or a value in (0, 1]")
-    if guidance_scale < 0:
-        raise ValueError(f"guidance_scale={guidance_scale}: expected a non-negative value (1.0 = no guidance)")
+    if not (0 <= guidance_scale < math.inf):
+        raise ValueError(f"guidance_scale={guidance_scale}: expected a finite non-negative value (1.0 = no guidance)")
 
 
 def class_labels_tensor(class_labels, batch_size: int, num_classes: int, device: torch.device) -> torch.Tensor:

@@ -138,3 +138,15 @@ def test_a_checkpoint_that_cannot_be_restored_exactly_is_an_error_naming_the_fil
         (latest / damage).write_bytes(b"not what was saved")
     with pytest.raises(ValueError, match=message):
         train_tokenizer(tiny_train_config(image_folder, run, resume_from_checkpoint="latest", **overrides))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"guidance_scale": float("nan")}, r"guidance_scale=nan: expected a finite non-negative value"),
+    ({"guidance_scale": float("inf")}, r"guidance_scale=inf"),
+    ({"temperature": float("nan")}, r"temperature=nan: expected a finite positive value"),
+    ({"temperature": float("inf")}, r"temperature=inf"),
+    ({"top_p": float("nan")}, r"top_p=nan"),
+])
+def test_non_finite_sampling_settings_are_refused_before_any_sampling(settings, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_prior(num_classes=3).sample(1, class_labels=0, **settings)
