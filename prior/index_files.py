@@ -72,6 +72,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def shard_file(directory: Path, name: Any, where: str) -> Path:
+    """A file a manifest or shard record names, which must be a plain name inside `directory` (a record naming
+    `../x.npy` must not read from outside the codes folder)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise ValueError(f"{where}: file name {name!r}; expected a plain file name inside {directory}")
+    return directory / name
+
+
 def _atomic_write_bytes(path: Path, writer) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as f:
@@ -134,15 +142,17 @@ class CodesWriter:
             _atomic_write_json(path, self.plan)
 
     def completed_shards(self) -> dict[int, dict]:
-        """Records of the shards already written whole (their files exist with the recorded sizes)."""
+        """Records of the shards already written whole: their files exist with the recorded sizes and sha256. A
+        shard whose files changed since is not complete (it is written again)."""
         done = {}
         for index in range(self.num_shards):
             record_path = self.directory / f"{shard_stem(index)}.json"
             if not record_path.is_file():
                 continue
             record = json.loads(record_path.read_text())
-            if all((self.directory / f["path"]).is_file() and (self.directory / f["path"]).stat().st_size == f["bytes"]
-                   for f in record["files"].values()):
+            paths = [(shard_file(self.directory, f["path"], str(record_path)), f) for f in record["files"].values()]
+            if all(path.is_file() and path.stat().st_size == f["bytes"] and _sha256(path) == f["sha256"]
+                   for path, f in paths):
                 done[index] = record
         return done
 
@@ -222,7 +232,8 @@ class CodesDataset(Dataset):
     """A codes folder as a torch Dataset: `ds[i]` gives (codes LongTensor (h, w), label int, -1 if none).
 
     Opening reads only the manifest and the .npy headers (memory-mapped, no full read). Each shard's values
-    are checked against the codebook size the first time it is touched; `verify()` checks every checksum.
+    are checked against the codebook size, and each file's sha256 against the manifest (unless
+    `verify_checksums=False`), the first time it is touched in a process; `verify()` checks every shard now.
     `split` picks a fixed, seeded train/validation partition of the images (an image and its mirrored copy
     always fall on the same side).
 
@@ -241,6 +252,7 @@ class CodesDataset(Dataset):
         fingerprint: str | None = None,
         include_flipped: bool = False,
         level: str | None = None,
+        verify_checksums: bool = True,
     ):
         self.directory = Path(codes_dir)
         if split not in SPLITS:
@@ -257,6 +269,7 @@ class CodesDataset(Dataset):
             self._check_shard_header(shard)
         self._arrays: dict[tuple[int, str], np.ndarray] = {}
         self._values_checked: set[int] = set()
+        self.verify_checksums = verify_checksums
         self.include_flipped = include_flipped and self.manifest["flipped"]
         self.indices = _split_indices(self.manifest["count"], split, validation_fraction, seed)
 
@@ -342,18 +355,26 @@ class CodesDataset(Dataset):
 
     def verify(self) -> None:
         """Read every shard: checksums and code values. Raises ValueError naming the first bad shard."""
-        for i, shard in enumerate(self.shards):
+        for shard in self.shards:
             for kind, info in shard["files"].items():
-                if _sha256(self.directory / info["path"]) != info["sha256"]:
-                    raise ValueError(f"{info['path']}: checksum does not match the manifest ({kind} data changed)")
+                self._check_sha256(info, kind)
         self.check_values()
+
+    def _check_sha256(self, info: dict, kind: str) -> None:
+        path = shard_file(self.directory, info["path"], str(self.directory / MANIFEST_NAME))
+        if _sha256(path) != info["sha256"]:
+            raise ValueError(f"{path}: its sha256 does not match the manifest's ({kind} data changed since it was "
+                             "written): tokenize the data again (or pass --no_verify_checksums to train on it anyway)")
 
     # --- internals ---
     def _array(self, shard: int, kind: str) -> np.ndarray:
         key = (shard, kind)
         if key not in self._arrays:
             info = self.shards[shard]["files"][kind]
-            self._arrays[key] = np.load(self.directory / info["path"], mmap_mode="r", allow_pickle=False)
+            if self.verify_checksums:  # once per file per process: the first time it is opened
+                self._check_sha256(info, kind)
+            path = shard_file(self.directory, info["path"], str(self.directory / MANIFEST_NAME))
+            self._arrays[key] = np.load(path, mmap_mode="r", allow_pickle=False)
             if kind != "labels":
                 self._check_values(shard)
         return self._arrays[key]
@@ -394,7 +415,7 @@ class CodesDataset(Dataset):
         if set(shard["files"]) != expected_kinds:
             raise ValueError(f"shard {shard['index']}: files {sorted(shard['files'])}; expected {sorted(expected_kinds)}")
         for kind, info in shard["files"].items():
-            path = self.directory / info["path"]
+            path = shard_file(self.directory, info["path"], str(self.directory / MANIFEST_NAME))
             if not path.is_file():
                 raise ValueError(f"{path} is missing (listed in the manifest)")
             if path.stat().st_size != info["bytes"]:
@@ -429,6 +450,7 @@ def _read_manifest(directory: Path) -> dict:
             f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}; "
             f"expected {FORMAT_NAME!r} version {FORMAT_VERSION}"
         )
+    _check_manifest_fields(manifest, path)
     check_levels(manifest, str(path))
     largest = max(codebook_sizes(manifest))
     if manifest["dtype"] != code_dtype(largest).name:
@@ -436,6 +458,28 @@ def _read_manifest(directory: Path) -> dict:
             f"{path}: dtype {manifest['dtype']} does not fit codebook size {largest} (expected {code_dtype(largest).name})"
         )
     return manifest
+
+
+# What a reader needs from manifest.json, by type (a hand-edited or truncated manifest is named, not a KeyError).
+MANIFEST_FIELDS = {"grid_shapes": list, "dtype": str, "count": int, "has_labels": bool, "flipped": bool,
+                   "tokenizer_fingerprint": str, "shards": list}
+SHARD_FIELDS = {"index": int, "count": int, "files": dict}
+
+
+def _check_manifest_fields(manifest: dict, path: Path) -> None:
+    for name, kind in MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(name), kind) or isinstance(manifest.get(name), bool) != (kind is bool):
+            raise ValueError(f"{path}: {name}={manifest.get(name)!r}; expected {kind.__name__} (a manifest written by "
+                             "scripts/tokenize_dataset.py)")
+    if "codebook_size" not in manifest and "codebook_sizes" not in manifest:
+        raise ValueError(f"{path}: no codebook_size; expected a manifest written by scripts/tokenize_dataset.py")
+    for i, shard in enumerate(manifest["shards"]):
+        for name, kind in SHARD_FIELDS.items():
+            if not isinstance(shard, dict) or not isinstance(shard.get(name), kind) or isinstance(shard.get(name), bool):
+                raise ValueError(f"{path}: shards[{i}] has no {kind.__name__} {name!r}")
+    total = sum(shard["count"] for shard in manifest["shards"])
+    if total != manifest["count"]:
+        raise ValueError(f"{path}: count={manifest['count']}, but its shards hold {total} images")
 
 
 def _level_index(directory: Path, level: str | None, num_levels: int) -> int:

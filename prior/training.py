@@ -49,6 +49,9 @@ class TrainPriorConfig:
                 f"prior is conditioned on the top grid. None for one-level codes"})
     validation_fraction: float = 0.05
     include_flipped: bool = field(default=False, metadata={"help": "also train on mirrored codes (tokenized with --flip)"})
+    verify_checksums: bool = field(default=True, metadata={
+        "help": "check each shard's sha256 against the manifest when it is first read; --no_verify_checksums trains "
+                "on changed shards without checking"})
     class_dropout: float = field(default=0.1, metadata={"help": "label drop probability (classifier-free guidance)"})
     dropout: float = field(default=0.0, metadata={
         "help": "GPT: dropout on the token embeddings and attention weights, against overfitting small data sets"})
@@ -201,8 +204,10 @@ class PriorTrainer:
         set_seed(config.seed)
         c = config
         self.train_codes = CodesDataset(c.codes_dir, "train", c.validation_fraction, c.seed,
-                                        include_flipped=c.include_flipped, level=c.level)
-        self.val_codes = (CodesDataset(c.codes_dir, "validation", c.validation_fraction, c.seed, level=c.level)
+                                        include_flipped=c.include_flipped, level=c.level,
+                                        verify_checksums=c.verify_checksums)
+        self.val_codes = (CodesDataset(c.codes_dir, "validation", c.validation_fraction, c.seed, level=c.level,
+                                       verify_checksums=c.verify_checksums)
                           if c.validation_fraction > 0 else None)
         self.train_codes.check_values()  # bad codes or labels fail here, before any step
         check_decoder(decoder, self.train_codes)

@@ -47,6 +47,9 @@ def resolve_folder(
     """`name_or_path` itself when it is a folder, else the snapshot of that Hub repo with only `files` and
     `also_download` fetched into the Hugging Face cache (nothing else, so never a pickle file).
     ValueError when it is neither, when the repo can't be had, or when any of `files` is missing."""
+    for name in (*files, *also_download):  # a repo's own files only: never a path out of its folder
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"{name!r}: expected a file name inside {name_or_path} (no absolute path, no '..')")
     folder = Path(name_or_path)
     if folder.is_dir():
         if revision is not None:

@@ -150,3 +150,11 @@ def test_a_checkpoint_that_cannot_be_restored_exactly_is_an_error_naming_the_fil
 def test_non_finite_sampling_settings_are_refused_before_any_sampling(settings, message):
     with pytest.raises(ValueError, match=message):
         tiny_prior(num_classes=3).sample(1, class_labels=0, **settings)
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "/etc/passwd", "sub/../../x.ckpt"])
+def test_hub_file_names_are_confined_to_the_snapshot_folder(name, tmp_path):
+    from tessera_hub import resolve_folder
+
+    with pytest.raises(ValueError, match=r"expected a file name inside org/repo \(no absolute path, no '..'\)"):
+        resolve_folder("org/repo", (name,), "a checkpoint", cache_dir=tmp_path, local_files_only=True)

@@ -114,15 +114,42 @@ def test_code_values_at_or_above_codebook_size(tmp_path):
         ds[0]
 
 
-def test_checksum_mismatch_found_by_verify(tmp_path):
-    make_codes(tmp_path)
+def test_a_changed_shard_is_refused_when_first_read_unless_checksums_are_skipped(tmp_path):
+    codes, _ = make_codes(tmp_path)
     path = tmp_path / "shard-00002.codes.npy"
     data = bytearray(path.read_bytes())
-    data[-1] = (data[-1] + 1) % 40  # same size, other content
+    data[-2] = (data[-2] + 1) % 40  # the last code's low byte: same size, other content, still a valid code
     path.write_bytes(bytes(data))
     ds = CodesDataset(tmp_path)
-    with pytest.raises(ValueError, match="shard-00002.codes.npy: checksum does not match"):
-        ds.verify()
+    ds[0]  # shard 0 is untouched
+    changed = ds._offsets[3] - 1  # the last image of shard 2
+    with pytest.raises(ValueError, match="shard-00002.codes.npy: its sha256 does not match the manifest's"):
+        ds[changed]
+    with pytest.raises(ValueError, match="shard-00002.codes.npy: its sha256 does not match"):
+        CodesDataset(tmp_path).verify()
+    unchecked = CodesDataset(tmp_path, verify_checksums=False)
+    assert not torch.equal(unchecked[changed][0], torch.from_numpy(codes[changed]))  # read as it now is
+
+
+@pytest.mark.parametrize("name", ["../outside.codes.npy", "/tmp/outside.codes.npy", "sub/x.npy", "..", 7])
+def test_shard_file_names_outside_the_codes_folder_are_refused(tmp_path, name):
+    make_codes(tmp_path)
+    edit_manifest(tmp_path, lambda m: m["shards"][1]["files"]["codes"].update(path=name))
+    with pytest.raises(ValueError, match=r"file name .*expected a plain file name inside"):
+        CodesDataset(tmp_path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(count=m["count"] + 3), r"count=28, but its shards hold 25 images"),
+    (lambda m: m.pop("grid_shapes"), r"grid_shapes=None; expected list"),
+    (lambda m: m.update(has_labels="yes"), r"has_labels='yes'; expected bool"),
+    (lambda m: m["shards"][0].pop("count"), r"shards\[0\] has no int 'count'"),
+])
+def test_a_manifest_with_missing_or_inconsistent_fields_is_named(tmp_path, edit, message):
+    make_codes(tmp_path)
+    edit_manifest(tmp_path, edit)
+    with pytest.raises(ValueError, match=message):
+        CodesDataset(tmp_path)
 
 
 def test_other_tokenizer_refused(tmp_path):
