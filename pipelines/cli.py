@@ -271,3 +271,20 @@ def emit_json(result: Any, path: str | Path | None = None) -> None:
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type` for counts and sizes: an integer >= `minimum`, or argparse's own one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)

@@ -49,6 +49,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TESSERA_CACHE", Path.home() / ".cache" / "tessera")) / "inception"
 
 
+def check_count(value, name: str, allow_none: bool = False) -> None:
+    """ValueError unless `value` is a positive integer (or None where that means "all")."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r}: expected a positive integer" + (" or None (all)" if allow_none else ""))
+
+
 def split_images(data: ImageDataConfig, num_images: int | None = None, batch_size: int = 64, num_workers: int = 0,
                  skips: SkipCounter | None = None, desc: str = "images", progress: bool = True,
                  ) -> Iterator[torch.Tensor]:
@@ -56,6 +64,7 @@ def split_images(data: ImageDataConfig, num_images: int | None = None, batch_siz
 
     Unreadable files are counted into `skips`; a split with no readable image raises ValueError.
     """
+    check_count(num_images, "num_images", allow_none=True)
     dataset = build_image_dataset(data)
     wanted = min(num_images or len(dataset), len(dataset))
     skips = skips if skips is not None else SkipCounter()
@@ -207,6 +216,17 @@ def _cached_features(key: dict, compute: Callable[[], np.ndarray], cache_dir: st
     return feats
 
 
+def _images_key(data: ImageDataConfig, num_images: int | None) -> dict:
+    """The cache key of features computed from a split's images: how they are read and preprocessed, how many,
+    and what they are (the data set's content_key: file sizes and times, or the pixels' hash), never only where
+    they are, so changed images at the same path are measured anew."""
+    return {**asdict(data), "num_images": num_images, "content": _content_key(data), "v": 2}
+
+
+def _content_key(data: ImageDataConfig) -> str:
+    return build_image_dataset(data).content_key()
+
+
 def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters(), torch.zeros(())).device
 
@@ -224,8 +244,7 @@ def reference_features(
         batches = split_images(data, num_images, batch_size, desc=f"features of {data.split}", progress=progress)
         return np.concatenate([features(images.to(_device_of(features))).float().cpu().numpy() for images in batches])
 
-    # Keyed on the count asked for (None = all), so a cache hit never needs the data set itself.
-    return _cached_features({**asdict(data), "num_images": num_images, "v": 1}, compute, cache_dir)
+    return _cached_features(_images_key(data, num_images), compute, cache_dir)
 
 
 @torch.no_grad()
@@ -242,8 +261,8 @@ def reconstruction_features(
             features(tokenizer.decode(tokenizer.encode(images.to(device))).clamp(-1, 1).to(_device_of(features)))
             .float().cpu().numpy() for images in batches])
 
-    key = {**asdict(data), "num_images": num_images, "tokenizer": tokenizer.fingerprint(), "v": 1}
-    return _cached_features(key, compute, cache_dir)
+    return _cached_features({**_images_key(data, num_images), "tokenizer": tokenizer.fingerprint()}, compute,
+                            cache_dir)
 
 
 def _feature_metrics(network: nn.Module, reference: np.ndarray, other: np.ndarray, kid_subset_size: int) -> dict:
@@ -282,8 +301,15 @@ def evaluate_generation(
     (its rFID and the rest, over the reference count: what a prior writing exactly the reference images' codes
     would score through this decoder).
     """
+    check_count(num_images, "num_images")
+    check_count(batch_size, "batch_size")
     if floor_split is not None and floor_split == data.split:
         raise ValueError(f"floor_split={floor_split!r} is the evaluated split: expected a disjoint one (e.g. 'train')")
+    floor_data = dataclasses.replace(data, split=floor_split) if floor_split is not None else None
+    if floor_data is not None and _content_key(floor_data) == _content_key(data):
+        raise ValueError(f"floor_split={floor_split!r} holds the same images as split={data.split!r} of "
+                         f"{data.dataset}: the real floor would compare a set with itself; give a disjoint split "
+                         "or floor_split=None (--floor_split none)")
     distances = InceptionDistances(kid_subset_size=kid_subset_size).to(pipe.device)
     network = distances.features.network
     # The split's features go in as (N, 2048) and skip Inception.
@@ -292,8 +318,7 @@ def evaluate_generation(
     # Floors first: a missing floor split fails before minutes of sampling, not after.
     floor = {}
     if floor_split is not None:
-        real = reference_features(dataclasses.replace(data, split=floor_split), num_images, distances.features,
-                                  cache_dir, batch_size, progress)
+        real = reference_features(floor_data, num_images, distances.features, cache_dir, batch_size, progress)
         floor["real"] = {**_feature_metrics(network, reference, real, kid_subset_size), "split": floor_split}
     if tokenizer_floor:
         recon = reconstruction_features(pipe.tokenizer, data, num_images, distances.features, cache_dir, batch_size,

@@ -19,17 +19,18 @@ import argparse
 import json
 from pathlib import Path
 
-from pipelines.cli import run_command
+from pipelines.cli import int_at_least, positive_int, run_command
 from pipelines.demo import EVAL_IMAGES, PRIOR_STEPS, TOKENIZER_STEPS, run_demo
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="outputs/demo")
-    parser.add_argument("--tokenizer_steps", type=int, default=TOKENIZER_STEPS)
-    parser.add_argument("--prior_steps", type=int, default=PRIOR_STEPS)
-    parser.add_argument("--eval_images", type=int, default=EVAL_IMAGES,
-                        help="samples and held-out emoji for the demo's quick FID/KID check (the protocol: 2,000)")
+    parser.add_argument("--tokenizer_steps", type=positive_int, default=TOKENIZER_STEPS)
+    parser.add_argument("--prior_steps", type=positive_int, default=PRIOR_STEPS)
+    parser.add_argument("--eval_images", type=int_at_least(0), default=EVAL_IMAGES,
+                        help="samples and held-out emoji for the demo's quick FID/KID check (the protocol: 2,000); "
+                             "0 skips it")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
     args = parser.parse_args(argv)
     metrics = run_demo(args.output_dir, args.tokenizer_steps, args.prior_steps, args.eval_images, quick=args.quick)

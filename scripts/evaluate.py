@@ -28,7 +28,7 @@ import argparse
 
 import torch
 
-from pipelines.cli import emit_json, run_command
+from pipelines.cli import emit_json, positive_int, run_command
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation, evaluate_tokenizer
 from pipelines.generation import load_pipeline
 from tokenizer import load_tokenizer
@@ -45,9 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="test")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--resize_mode", choices=("crop", "pad"), default="crop")
-    parser.add_argument("--num_images", type=int, default=None,
+    parser.add_argument("--num_images", type=positive_int, default=None,
                         help=f"images to reconstruct (default: all) or to generate (default: {DEFAULT_NUM_IMAGES})")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=positive_int, default=64)
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument("--no_rfid", action="store_true", help="tokenizer: skip rFID (the Inception pass is slow on CPU)")
     gen = parser.add_argument_group("generation")

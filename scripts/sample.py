@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from pipelines.cli import run_command
+from pipelines.cli import positive_int, run_command
 from pipelines.generation import PRIOR_CLASSES, ImageGenerationPipeline
 from tokenizer import load_tokenizer
 
@@ -61,22 +61,22 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         help="tokenizer folder (with --prior, instead of --pipeline; a vae needs no prior)")
     parser.add_argument("--prior", default=None, help="prior folder (with --tokenizer); a two-level tokenizer's top prior")
     parser.add_argument("--bottom_prior", default=None, help="a two-level tokenizer's bottom prior folder")
-    parser.add_argument("--num_images", type=int, default=16)
+    parser.add_argument("--num_images", type=positive_int, default=16)
     parser.add_argument("--class_label", nargs="+", type=parse_label, default=None,
                         help="one class (index or name) for all images, or one per image")
     parser.add_argument("--guidance_scale", type=float, default=1.0, help="classifier-free guidance; 1.0 = off")
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--top_k", type=positive_int, default=None)
     parser.add_argument("--top_p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch_size", type=int, default=64, help="images sampled at once (bounds memory)")
+    parser.add_argument("--batch_size", type=positive_int, default=64, help="images sampled at once (bounds memory)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true",
                         help="sample GPT priors through their compiled decode step (CUDA graphs on a GPU; the first "
                              "batch pays the compilation)")
     parser.add_argument("--out", default="grid.png", help="PNG grid of all images")
     parser.add_argument("--out_dir", default=None, help="also write one PNG per image here")
-    parser.add_argument("--nrow", type=int, default=8)
+    parser.add_argument("--nrow", type=positive_int, default=8)
     args = parser.parse_args(argv)
     for name in ("num_images", "batch_size", "nrow"):
         if getattr(args, name) < 1:

@@ -5,6 +5,7 @@ import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from pipelines.cli import config_from_dict, config_parser, parse_config
 from pipelines.training import train_tokenizer
 from pipelines.training_run import NonFiniteLossError, find_checkpoint
 from prior import GPTPrior
-from tests.conftest import tiny_prior, tiny_vqgan
+from tests.conftest import tiny_prior, tiny_prior_for, tiny_vqgan, write_images
 from tests.test_training import architecture_model, image_folder, reference_run, reference_runs, tiny_train_config  # noqa: F401 (fixtures)
 from tokenizer import VQGAN
 from tokenizer.losses import VQGANLoss
@@ -158,3 +159,71 @@ def test_hub_file_names_are_confined_to_the_snapshot_folder(name, tmp_path):
 
     with pytest.raises(ValueError, match=r"expected a file name inside org/repo \(no absolute path, no '..'\)"):
         resolve_folder("org/repo", (name,), "a checkpoint", cache_dir=tmp_path, local_files_only=True)
+
+
+def test_the_feature_cache_follows_the_images_not_their_path(tmp_path):
+    from pipelines.evaluation import reference_features
+    from tokenizer.data import ImageDataConfig
+
+    root = write_images(tmp_path / "data" / "train", 3).parent
+    data = ImageDataConfig(dataset=str(root), split="train", resolution=16)
+
+    class Counting(torch.nn.Module):  # stands in for Inception: mean colour per image, and counts its calls
+        calls = 0
+
+        def forward(self, images):
+            Counting.calls += 1
+            return images.mean(dim=(2, 3))
+
+    first = reference_features(data, None, Counting(), tmp_path / "cache", progress=False)
+    assert np.array_equal(reference_features(data, None, Counting(), tmp_path / "cache", progress=False), first)
+    assert Counting.calls == 1  # the second call was a cache hit
+    write_images(root / "train", 3, seed=7)  # other pixels, same names, same path
+    changed = reference_features(data, None, Counting(), tmp_path / "cache", progress=False)
+    assert Counting.calls == 2 and not np.array_equal(changed, first)
+
+
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_a_folder_without_split_folders_refuses_a_held_out_split(split, tmp_path):
+    from tokenizer.data import ImageDataConfig, build_image_dataset
+
+    write_images(tmp_path, 3)
+    assert len(build_image_dataset(ImageDataConfig(str(tmp_path), split="train", resolution=16))) == 3
+    with pytest.raises(ValueError, match=rf"split '{split}': .* has no train/ and {split}/ sub-folders .*one set"):
+        build_image_dataset(ImageDataConfig(str(tmp_path), split=split, resolution=16))
+
+
+def test_a_real_floor_over_the_same_images_is_refused(tmp_path):
+    from pipelines import ImageGenerationPipeline
+    from pipelines.evaluation import evaluate_generation
+    from tokenizer.data import ImageDataConfig
+
+    root = tmp_path / "data"
+    write_images(root / "train", 3)
+    (root / "test").symlink_to(root / "train")  # the held-out split is the training split under another name
+    tokenizer = tiny_vqgan()
+    pipe = ImageGenerationPipeline(tokenizer, tiny_prior_for(tokenizer))
+    data = ImageDataConfig(str(root), split="test", resolution=16)
+    with pytest.raises(ValueError, match=r"floor_split='train' holds the same images as split='test'"):
+        evaluate_generation(pipe, data, num_images=2, cache_dir=tmp_path / "cache", progress=False)
+
+
+@pytest.mark.parametrize("count", [0, -3, 2.5, True])
+def test_image_counts_are_validated(count, tmp_path):
+    from pipelines.evaluation import evaluate_tokenizer
+    from tokenizer.data import ImageDataConfig
+
+    write_images(tmp_path / "data", 3)
+    data = ImageDataConfig(str(tmp_path / "data"), resolution=16)
+    with pytest.raises(ValueError, match=rf"num_images={count!r}: expected a positive integer"):
+        evaluate_tokenizer(tiny_vqgan(), data, num_images=count, rfid=False, progress=False)
+
+
+def test_a_class_tree_with_stray_top_level_images_is_refused_not_unlabelled(tmp_path):
+    from tokenizer.data import ImageDataConfig, build_image_dataset
+
+    write_images(tmp_path, 2, classes=("cat", "dog"))
+    assert build_image_dataset(ImageDataConfig(str(tmp_path), resolution=16)).num_classes == 2
+    write_images(tmp_path, 1)  # 0.png at the top
+    with pytest.raises(ValueError, match=r"holds class folders and 1 image files at its top \(0.png\)"):
+        build_image_dataset(ImageDataConfig(str(tmp_path), resolution=16))

@@ -108,7 +108,7 @@ def test_scripts_turn_user_errors_into_one_line(tmp_path):
     cases = [
         (["train_tokenizer.py", "--dataset", "emoji"], "error: missing --output_dir"),
         (["train_prior.py", "--codes", str(tmp_path / "nothing"), "--output_dir", str(tmp_path / "o")], "error: "),
-        (["sample.py", "--tokenizer", str(bad), "--prior", str(bad), "--num_images", "-3"], "error: num_images=-3"),
+        (["sample.py", "--tokenizer", str(bad), "--prior", str(bad), "--num_images", "-3"], "error: argument --num_images: '-3': expected an integer >= 1"),
         (["evaluate.py", "--tokenizer", str(bad), "--dataset", "emoji"], "model.safetensors"),
     ]
     running = [(argv, needle, start_script(*argv)) for argv, needle in cases]  # side by side: imports dominate

@@ -163,8 +163,8 @@ def test_evaluate_generation_reports_the_protocol_with_floors_and_caches_feature
     def no_reading(*a, **k):
         raise AssertionError("a split was read again instead of the cache")
 
-    with monkeypatch.context() as patch:  # every feature set comes from the cache: no data set is even opened
-        patch.setattr(evaluation, "build_image_dataset", no_reading)
+    with monkeypatch.context() as patch:  # every feature set comes from the cache: no image is decoded again
+        patch.setattr(evaluation, "split_images", no_reading)
         assert evaluate_generation(pipe, data, **settings) == first
     with torch.no_grad():  # another tokenizer: its reconstructions are not the cached ones
         pipe.tokenizer.decoder.last_layer.add_(0.1)

@@ -6,6 +6,7 @@ never ends a long training run; `collate_images` drops such items from the batch
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,11 @@ class ImageDataset(Dataset):
 
     def _load_uint8(self, index: int) -> torch.Tensor:
         return TF.pil_to_tensor(self._load_rgb(index))  # (3, H, W) uint8
+
+    def content_key(self) -> str:
+        """What these images are, for caches of anything computed from them (Inception features): a hash that
+        changes when the images, their order or their labels do, wherever they live."""
+        raise NotImplementedError
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
@@ -79,6 +85,16 @@ class FileImageDataset(ImageDataset):
     def _load_rgb(self, index: int) -> Image.Image:
         return decode_bytes(self.paths[index].read_bytes())
 
+    def content_key(self) -> str:
+        """The file list with each file's size and modification time (a file rewritten in place changes it)."""
+        digest = hashlib.sha256()
+        for name, path in zip(self.names, self.paths):
+            stat = path.stat()
+            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        if self.labels is not None:
+            digest.update(self.labels.tobytes())
+        return digest.hexdigest()
+
 
 class ArrayImageDataset(ImageDataset):
     """Greyscale uint8 images held in one (N,H,W) array (Fashion-MNIST): no decoding, nothing to skip."""
@@ -100,6 +116,14 @@ class ArrayImageDataset(ImageDataset):
     def _load_uint8(self, index: int) -> torch.Tensor:
         grey = torch.from_numpy(self.images[index])  # (H, W)
         return grey.unsqueeze(0).expand(3, -1, -1)  # (3, H, W), a view: no copy
+
+    def content_key(self) -> str:
+        """A hash of the pixels and labels themselves (47 MB for Fashion-MNIST's training split: a fraction of a
+        second)."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels).tobytes())
+        return digest.hexdigest()
 
 
 class HFImageDataset(ImageDataset):
@@ -130,6 +154,10 @@ class HFImageDataset(ImageDataset):
 
     def _name(self, index: int) -> str:
         return f"{self.name_prefix}{index}"
+
+    def content_key(self) -> str:
+        """datasets' own fingerprint of the table (its data files and every transform applied to them)."""
+        return f"{self.hf._fingerprint}:{self.image_column}:{self.label_column}"
 
     def _load_rgb(self, index: int) -> Image.Image:
         entry = self.hf[index][self.image_column]

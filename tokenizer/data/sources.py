@@ -137,12 +137,24 @@ def _folder_dataset(root: Path, config: ImageDataConfig, transform: ImageTransfo
         if config.split not in split_dirs:
             raise ValueError(f"split {config.split!r} not found in {root}; it has split folders {split_dirs}")
         root = root / config.split
+    elif config.split != "train":
+        # A folder without train/ and test/ sub-folders is one set: reading it as a held-out split would score a
+        # model on its own training images.
+        raise ValueError(f"split {config.split!r}: {root} has no train/ and {config.split}/ sub-folders (found "
+                         f"{[d.name for d in sorted(root.iterdir()) if d.is_dir()] or 'none'}), so it is one set of "
+                         f"images, read as split 'train'; put held-out images in {root}/{config.split}/ beside "
+                         f"{root}/train/")
     files = _image_files(root)
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
     names = [p.relative_to(root).as_posix() for p in files]
-    # Labelled when no image lies directly in the top folder: the first path part is the class.
-    labelled = all("/" in n for n in names)
+    # Labelled when every image lies in a sub-folder: the first path part is the class.
+    top_level = [n for n in names if "/" not in n]
+    labelled = not top_level
+    if top_level and len(top_level) < len(names):
+        raise ValueError(f"{root} holds class folders and {len(top_level)} image files at its top "
+                         f"({', '.join(top_level[:3])}{', ...' if len(top_level) > 3 else ''}): the sub-folders "
+                         "would be classes and these files belong to none; move them into a class folder or away")
     class_names = sorted({n.split("/", 1)[0] for n in names}) if labelled else []
     index_of = {c: i for i, c in enumerate(class_names)}
     files, names = _take(files, config.max_images), _take(names, config.max_images)
