@@ -255,13 +255,37 @@ def comma_choices(allowed) -> Callable[[str], list[str]]:
     return parse
 
 
-def run_command(main: Callable[[], Any]) -> Any:
-    """Run a script's main; the project's own errors become `error: ...` (exit status 2), others keep tracebacks."""
+# Errors that are the user's to fix (a bad value, a missing or misplaced file): one line, not a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+RESUME_TRAINING = "run the same command with --resume_from_checkpoint latest to continue from the last checkpoint"
+
+
+def run_command(main: Callable[[], Any], resume_hint: str = "") -> Any:
+    """Run a script's main; the user's errors become `error: ...` (exit status 2), Ctrl-C one line (exit status
+    130, followed by `resume_hint`: how to continue), anything else keeps its traceback."""
     try:
         return main()
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted" + (f": {resume_hint}" if resume_hint else ""), file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def output_file(path: str | Path, flag: str) -> Path:
+    """A file to be written at the end of a command, checked now: its folder is made, and a path under an
+    existing file (or naming a folder) is an error before any work is done."""
+    path = Path(path)
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{flag} {path}: {parent} is a file, not a folder")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; expected a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def emit_json(result: Any, path: str | Path | None = None) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from pipelines.cli import positive_int, run_command
+from pipelines.cli import output_file, positive_int, run_command
 from pipelines.generation import PRIOR_CLASSES, ImageGenerationPipeline
 from tokenizer import load_tokenizer
 
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--out_dir", default=None, help="also write one PNG per image here")
     parser.add_argument("--nrow", type=positive_int, default=8)
     args = parser.parse_args(argv)
-    for name in ("num_images", "batch_size", "nrow"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"{name}={getattr(args, name)}: expected a positive integer")
+    out = output_file(args.out, "--out")  # checked before minutes of sampling, not after
+    if args.out_dir:
+        output_file(Path(args.out_dir) / "00000.png", "--out_dir")
 
     pipe = load_pipeline(args).to(args.device)
     labels = args.class_label
@@ -90,9 +90,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     images = pipe(args.num_images, class_labels=labels, temperature=args.temperature, top_k=args.top_k,
                   top_p=args.top_p, guidance_scale=args.guidance_scale, generator=generator, output_type="pt",
                   batch_size=args.batch_size, compile=args.compile, progress=True).images
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_image(images, args.out, nrow=args.nrow)
-    written = [Path(args.out)]
+    save_image(images, out, nrow=args.nrow)
+    written = [out]
     if args.out_dir:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(images):

@@ -27,4 +27,4 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, "run the same command again: it keeps the finished shards and writes the rest")

@@ -25,7 +25,7 @@ when --tokenizer is given, checkpoints/checkpoint_<step>/ and, at the end, confi
 
 from __future__ import annotations
 
-from pipelines.cli import config_parser, parse_config, run_command
+from pipelines.cli import RESUME_TRAINING, config_parser, parse_config, run_command
 from pipelines.decoder import load_decoder
 from pipelines.training import train_prior
 from prior.presets import PRIOR_PRESETS
@@ -42,4 +42,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, RESUME_TRAINING)

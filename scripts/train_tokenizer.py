@@ -25,7 +25,7 @@ per image, learning rate), images/reconstructions_*.png, checkpoints/checkpoint_
 
 from __future__ import annotations
 
-from pipelines.cli import config_parser, parse_config, run_command
+from pipelines.cli import RESUME_TRAINING, config_parser, parse_config, run_command
 from pipelines.training import train_tokenizer
 from tokenizer.training.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
@@ -42,4 +42,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, RESUME_TRAINING)

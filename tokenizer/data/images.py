@@ -19,9 +19,12 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.
                  Image.DecompressionBombError)
 
 
+MAX_RESOLUTION = 8192  # far above any published tokenizer (1024 px); beyond it a typo, not an image size
+
+
 def check_transform_args(resolution: int, resize_mode: str) -> None:
-    if not isinstance(resolution, int) or resolution <= 0:
-        raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+    if not isinstance(resolution, int) or not 0 < resolution <= MAX_RESOLUTION:
+        raise ValueError(f"resolution must be a positive int of at most {MAX_RESOLUTION}, got {resolution!r}")
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
 

@@ -177,7 +177,13 @@ def _hub_dataset(config: ImageDataConfig, transform: ImageTransform) -> ImageDat
     import datasets
 
     kwargs = {"data_dir": config.data_dir} if config.data_dir else {}
-    hf = datasets.load_dataset(config.dataset, split=config.split, **kwargs)
+    try:
+        hf = datasets.load_dataset(config.dataset, split=config.split, **kwargs)
+    except (OSError, ValueError) as err:  # ConnectionError and datasets' DatasetNotFoundError are OSErrors
+        # Offline, a missing name or split: the name was neither a built-in nor a folder, so say all three.
+        raise ValueError(f"dataset {config.dataset!r} is not 'emoji', 'fashion-mnist' or a local folder, and the "
+                         f"Hugging Face data set of that name (split {config.split!r}) could not be loaded: "
+                         f"{' '.join(str(err).split())[:300]}") from None
     if config.max_images is not None:
         hf = hf.select(range(min(config.max_images, len(hf))))
     return HFImageDataset(hf, transform=transform, source=f"{config.dataset} split={config.split}",

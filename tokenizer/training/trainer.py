@@ -245,8 +245,8 @@ class TokenizerTrainer:
         order = self.run.batch_order(len(self.dataset), c.batch_size, "images")
         self.batch_iter = ResumableBatches(self.dataset, order, collate_images, c.num_workers, self.progress.batches_seen)
         batches = iter(self.batch_iter)
+        preview = self._preview_images()  # before start(): a data set with no readable image leaves nothing behind
         self.run.start()
-        preview = self._preview_images()
         bar = tqdm(total=c.max_steps, initial=self.progress.step, disable=not (c.progress and acc.is_main_process), desc="tokenizer")
         started, started_step = time.perf_counter(), self.progress.step
         while self.progress.step < c.max_steps:
@@ -290,13 +290,17 @@ class TokenizerTrainer:
 
     def _preview_images(self, count: int = 8) -> torch.Tensor:
         """The first `count` readable images of the dataset, fixed for the whole run: (n, 3, R, R)."""
-        images = []
+        images, skips = [], SkipCounter()
         for i in range(len(self.dataset)):
             item = self.dataset[i]
             if "image" in item:
                 images.append(item["image"])
+            else:
+                skips.update([(item["skipped"], item["reason"])])
             if len(images) == count:
                 break
+        if not images:
+            raise ValueError(f"no readable image in {self.dataset.source} ({len(self.dataset)} files): {skips.summary()}")
         return torch.stack(images)
 
     def _save_reconstructions(self, images: torch.Tensor, step: int) -> None:
