@@ -133,9 +133,11 @@ def script_command(name: str, *args) -> list[str]:
     return [sys.executable, str(ROOT / "scripts" / name), *map(str, args)]
 
 
-def start_script(name: str, *args) -> subprocess.Popen:
-    """Start scripts/<name> as its own process (text stdout and stderr piped); see run_script."""
-    return subprocess.Popen(script_command(name, *args), cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+def start_script(name: str, *args, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start scripts/<name> as its own process (text stdout and stderr piped; `env` added to the environment);
+    see run_script."""
+    return subprocess.Popen(script_command(name, *args), cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

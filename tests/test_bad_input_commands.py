@@ -48,6 +48,8 @@ def inputs(tmp_path_factory) -> dict:
     return paths
 
 
+# A test never reaches the network: the Hub data set probe is the offline case the issue names.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 TINY = ["--resolution", "16", "--channels", "8", "--z_channels", "8", "--codebook_size", "16", "--code_dim", "4",
         "--batch_size", "2", "--perceptual_loss", "none", "--disc_layers", "2", "--num_workers", "0", "--no_progress"]
 
@@ -63,7 +65,7 @@ def probes(root) -> list[tuple[str, list[str], str]]:
         ("absurd resolution", ["train_tokenizer.py", "--dataset", images, "--output_dir", out / "huge",
                                "--resolution", "1000000"], "resolution must be a positive int of at most 8192"),
         ("Hub data set offline", ["train_tokenizer.py", "--dataset", "nobody/no-such-images", "--output_dir",
-                                  out / "hub", *TINY], "could not be loaded"),
+                                  out / "hub", *TINY], "could not be loaded: Couldn't reach 'nobody/no-such-images'"),
         ("non-finite sampling setting", ["sample.py", "--tokenizer", root / "tok", "--prior", root / "prior",
                                          "--guidance_scale", "nan", "--out", out / "g.png"], "guidance_scale=nan"),
         ("manifest with a wrong count", ["train_prior.py", "--codes", root / "codes-count", "--output_dir",
@@ -95,7 +97,7 @@ def probes(root) -> list[tuple[str, list[str], str]]:
 
 def test_every_class_of_bad_input_ends_in_one_error_line(inputs):
     root = inputs["root"]
-    running = [(name, argv, needle, start_script(*argv)) for name, argv, needle in probes(root)]
+    running = [(name, argv, needle, start_script(*argv, env=OFFLINE)) for name, argv, needle in probes(root)]
     for name, argv, needle, proc in running:
         _, stderr = proc.communicate(timeout=300)
         lines = [line for line in stderr.splitlines() if line.strip()]
