@@ -216,11 +216,11 @@ def _cached_features(key: dict, compute: Callable[[], np.ndarray], cache_dir: st
     return feats
 
 
-def _images_key(data: ImageDataConfig, num_images: int | None) -> dict:
+def _images_key(data: ImageDataConfig, num_images: int | None, content: str | None) -> dict:
     """The cache key of features computed from a split's images: how they are read and preprocessed, how many,
-    and what they are (the data set's content_key: file sizes and times, or the pixels' hash), never only where
-    they are, so changed images at the same path are measured anew."""
-    return {**asdict(data), "num_images": num_images, "content": _content_key(data), "v": 2}
+    and what they are (the data set's content_key: file sizes and times, or the pixels' hash; computed here when
+    `content` is None), never only where they are, so changed images at the same path are measured anew."""
+    return {**asdict(data), "num_images": num_images, "content": content or _content_key(data), "v": 2}
 
 
 def _content_key(data: ImageDataConfig) -> str:
@@ -234,26 +234,27 @@ def _device_of(module: nn.Module) -> torch.device:
 @torch.no_grad()
 def reference_features(
     data: ImageDataConfig, num_images: int | None, features: nn.Module, cache_dir: str | Path | None = None,
-    batch_size: int = 64, progress: bool = True,
+    batch_size: int = 64, progress: bool = True, content: str | None = None,
 ) -> np.ndarray:
     """Features (N, D) float32 of the first `num_images` (None: all) readable images of a split, cached on disk.
 
     features: the module mapping images (B, 3, H, W) to (B, D); the cache key assumes the TF-FID Inception.
+    content: the split's content_key where the caller has it already (else it is computed).
     """
     def compute() -> np.ndarray:
         batches = split_images(data, num_images, batch_size, desc=f"features of {data.split}", progress=progress)
         return np.concatenate([features(images.to(_device_of(features))).float().cpu().numpy() for images in batches])
 
-    return _cached_features(_images_key(data, num_images), compute, cache_dir)
+    return _cached_features(_images_key(data, num_images, content), compute, cache_dir)
 
 
 @torch.no_grad()
 def reconstruction_features(
     tokenizer: Tokenizer, data: ImageDataConfig, num_images: int | None, features: nn.Module,
-    cache_dir: str | Path | None = None, batch_size: int = 64, progress: bool = True,
+    cache_dir: str | Path | None = None, batch_size: int = 64, progress: bool = True, content: str | None = None,
 ) -> np.ndarray:
-    """Features (N, D) of the tokenizer's reconstructions of the same images as `reference_features`, cached
-    under the tokenizer's fingerprint (any change of weights or config computes them anew)."""
+    """Features (N, D) of the tokenizer's reconstructions of the same images as `reference_features` (`content`
+    likewise), cached under the tokenizer's fingerprint (any change of weights or config computes them anew)."""
     def compute() -> np.ndarray:
         device = next(tokenizer.parameters()).device
         batches = split_images(data, num_images, batch_size, desc="features of reconstructions", progress=progress)
@@ -261,8 +262,8 @@ def reconstruction_features(
             features(tokenizer.decode(tokenizer.encode(images.to(device))).clamp(-1, 1).to(_device_of(features)))
             .float().cpu().numpy() for images in batches])
 
-    return _cached_features({**_images_key(data, num_images), "tokenizer": tokenizer.fingerprint()}, compute,
-                            cache_dir)
+    return _cached_features({**_images_key(data, num_images, content), "tokenizer": tokenizer.fingerprint()},
+                            compute, cache_dir)
 
 
 def _feature_metrics(network: nn.Module, reference: np.ndarray, other: np.ndarray, kid_subset_size: int) -> dict:
@@ -306,23 +307,26 @@ def evaluate_generation(
     if floor_split is not None and floor_split == data.split:
         raise ValueError(f"floor_split={floor_split!r} is the evaluated split: expected a disjoint one (e.g. 'train')")
     floor_data = dataclasses.replace(data, split=floor_split) if floor_split is not None else None
-    if floor_data is not None and _content_key(floor_data) == _content_key(data):
+    content = _content_key(data)  # once per split: every cache key below needs it
+    floor_content = _content_key(floor_data) if floor_data is not None else None
+    if floor_content == content:
         raise ValueError(f"floor_split={floor_split!r} holds the same images as split={data.split!r} of "
                          f"{data.dataset}: the real floor would compare a set with itself; give a disjoint split "
                          "or floor_split=None (--floor_split none)")
     distances = InceptionDistances(kid_subset_size=kid_subset_size).to(pipe.device)
     network = distances.features.network
     # The split's features go in as (N, 2048) and skip Inception.
-    reference = reference_features(data, num_images, distances.features, cache_dir, batch_size, progress)
+    reference = reference_features(data, num_images, distances.features, cache_dir, batch_size, progress, content)
     distances.update_real(torch.from_numpy(reference))
     # Floors first: a missing floor split fails before minutes of sampling, not after.
     floor = {}
     if floor_split is not None:
-        real = reference_features(floor_data, num_images, distances.features, cache_dir, batch_size, progress)
+        real = reference_features(floor_data, num_images, distances.features, cache_dir, batch_size, progress,
+                                  floor_content)
         floor["real"] = {**_feature_metrics(network, reference, real, kid_subset_size), "split": floor_split}
     if tokenizer_floor:
         recon = reconstruction_features(pipe.tokenizer, data, num_images, distances.features, cache_dir, batch_size,
-                                        progress)
+                                        progress, content)
         floor["tokenizer"] = _feature_metrics(network, reference, recon, kid_subset_size)
     if class_labels == "uniform":
         class_labels = pipe.cycled_class_labels(num_images)

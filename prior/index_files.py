@@ -72,6 +72,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# (resolved path, sha256, size, mtime) of the shard files this process has hashed and found as the manifest says.
+_VERIFIED: set[tuple[str, str, int, int]] = set()
+
+
 def shard_file(directory: Path, name: Any, where: str) -> Path:
     """A file a manifest or shard record names, which must be a plain name inside `directory` (a record naming
     `../x.npy` must not read from outside the codes folder)."""
@@ -357,23 +361,32 @@ class CodesDataset(Dataset):
         """Read every shard: checksums and code values. Raises ValueError naming the first bad shard."""
         for shard in self.shards:
             for kind, info in shard["files"].items():
-                self._check_sha256(info, kind)
+                self._check_sha256(self._file(info), info, kind)
         self.check_values()
 
-    def _check_sha256(self, info: dict, kind: str) -> None:
-        path = shard_file(self.directory, info["path"], str(self.directory / MANIFEST_NAME))
+    def _check_sha256(self, path: Path, info: dict, kind: str) -> None:
+        """Once per file per process (the train and validation splits read the same files): a file is hashed
+        again only when its size or modification time changed since it matched."""
+        stat = path.stat()
+        seen = (str(path.resolve()), info["sha256"], stat.st_size, stat.st_mtime_ns)
+        if seen in _VERIFIED:
+            return
         if _sha256(path) != info["sha256"]:
             raise ValueError(f"{path}: its sha256 does not match the manifest's ({kind} data changed since it was "
                              "written): tokenize the data again (or pass --no_verify_checksums to train on it anyway)")
+        _VERIFIED.add(seen)
+
+    def _file(self, info: dict) -> Path:
+        return shard_file(self.directory, info["path"], str(self.directory / MANIFEST_NAME))
 
     # --- internals ---
     def _array(self, shard: int, kind: str) -> np.ndarray:
         key = (shard, kind)
         if key not in self._arrays:
             info = self.shards[shard]["files"][kind]
-            if self.verify_checksums:  # once per file per process: the first time it is opened
-                self._check_sha256(info, kind)
-            path = shard_file(self.directory, info["path"], str(self.directory / MANIFEST_NAME))
+            path = self._file(info)
+            if self.verify_checksums:  # the first time it is opened
+                self._check_sha256(path, info, kind)
             self._arrays[key] = np.load(path, mmap_mode="r", allow_pickle=False)
             if kind != "labels":
                 self._check_values(shard)
@@ -415,7 +428,7 @@ class CodesDataset(Dataset):
         if set(shard["files"]) != expected_kinds:
             raise ValueError(f"shard {shard['index']}: files {sorted(shard['files'])}; expected {sorted(expected_kinds)}")
         for kind, info in shard["files"].items():
-            path = shard_file(self.directory, info["path"], str(self.directory / MANIFEST_NAME))
+            path = self._file(info)
             if not path.is_file():
                 raise ValueError(f"{path} is missing (listed in the manifest)")
             if path.stat().st_size != info["bytes"]:
@@ -466,16 +479,21 @@ MANIFEST_FIELDS = {"grid_shapes": list, "dtype": str, "count": int, "has_labels"
 SHARD_FIELDS = {"index": int, "count": int, "files": dict}
 
 
+def _is(value: Any, kind: type) -> bool:
+    """isinstance, except that a JSON true/false is not an int."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
 def _check_manifest_fields(manifest: dict, path: Path) -> None:
     for name, kind in MANIFEST_FIELDS.items():
-        if not isinstance(manifest.get(name), kind) or isinstance(manifest.get(name), bool) != (kind is bool):
+        if not _is(manifest.get(name), kind):
             raise ValueError(f"{path}: {name}={manifest.get(name)!r}; expected {kind.__name__} (a manifest written by "
                              "scripts/tokenize_dataset.py)")
     if "codebook_size" not in manifest and "codebook_sizes" not in manifest:
         raise ValueError(f"{path}: no codebook_size; expected a manifest written by scripts/tokenize_dataset.py")
     for i, shard in enumerate(manifest["shards"]):
         for name, kind in SHARD_FIELDS.items():
-            if not isinstance(shard, dict) or not isinstance(shard.get(name), kind) or isinstance(shard.get(name), bool):
+            if not isinstance(shard, dict) or not _is(shard.get(name), kind):
                 raise ValueError(f"{path}: shards[{i}] has no {kind.__name__} {name!r}")
     total = sum(shard["count"] for shard in manifest["shards"])
     if total != manifest["count"]:

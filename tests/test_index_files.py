@@ -1,6 +1,7 @@
 """The index-file format on its own: writer → reader round trips and every validation error."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -207,3 +208,20 @@ def test_two_level_writer_checks_each_level_and_a_one_level_folder_takes_no_leve
     make_codes(tmp_path / "one")
     with pytest.raises(ValueError, match="holds one code grid per image"):
         CodesDataset(tmp_path / "one", level="top")
+
+
+def test_a_shard_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    from prior import index_files
+
+    make_codes(tmp_path)
+    CodesDataset(tmp_path).verify()
+    hashed = []
+    monkeypatch.setattr(index_files, "_sha256", lambda path: hashed.append(path.name) or "not read")
+    CodesDataset(tmp_path).verify()  # a second dataset over the same files (the validation split, say)
+    assert hashed == []
+    path = tmp_path / "shard-00001.codes.npy"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: a new modification time
+    with pytest.raises(ValueError, match="shard-00001.codes.npy: its sha256 does not match"):
+        CodesDataset(tmp_path).verify()
+    assert hashed == ["shard-00001.codes.npy"]
