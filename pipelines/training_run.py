@@ -27,10 +27,12 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import load as accelerate_load
 from accelerate.utils import ProjectConfiguration, is_tensorboard_available, is_wandb_available
-import torch
 from safetensors.torch import load_file, load_model, save_model
+import torch
 from torch import nn
 from transformers import get_scheduler
+
+from tessera_hub import one_line
 
 from .batch_order import BatchOrder
 from .curves import plot_curves
@@ -93,11 +95,6 @@ def _flat(config: Mapping, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return out
-
-
-def _first_line(err: Exception) -> str:
-    text = " ".join(str(err).split())
-    return text if len(text) <= 300 else text[:300] + " ..."
 
 
 def _unreadable_file(checkpoint: Path) -> Path | None:
@@ -297,7 +294,7 @@ class TrainingRun:
             try:
                 load_model(module, str(file), strict=True)  # copied onto the module's own device
             except Exception as err:  # noqa: BLE001 (a corrupt file or other shapes: named either way)
-                raise ValueError(f"{file} cannot be restored ({_first_line(err)}): resume with the settings the "
+                raise ValueError(f"{file} cannot be restored ({one_line(err)}): resume with the settings the "
                                  f"checkpoint was written with, or delete {path}") from None
         # The next automatic save continues the step numbering (and its total_limit pruning) from here.
         self.accelerator.project_configuration.iteration = checkpoint_step(path) + 1
@@ -314,14 +311,14 @@ class TrainingRun:
         try:
             accelerate_load(rng)  # weights_only, as accelerate loads it
         except Exception as err:  # noqa: BLE001 (any failure to read it means an inexact resume)
-            raise ValueError(f"{rng} cannot be read ({_first_line(err)}), so the resume would not be exact: "
+            raise ValueError(f"{rng} cannot be read ({one_line(err)}), so the resume would not be exact: "
                              f"{advice}") from None
         try:
             self.accelerator.load_state(str(path))
         except Exception as err:  # noqa: BLE001 (named below, whatever broke)
             culprit = _unreadable_file(path)
             where = f"{culprit} cannot be read" if culprit else f"{path} does not fit this run's models"
-            raise ValueError(f"{where} ({_first_line(err)}): {advice}") from None
+            raise ValueError(f"{where} ({one_line(err)}): {advice}") from None
 
     def _delete_incomplete(self) -> None:
         for path in self.checkpoint_root.glob("checkpoint_*"):

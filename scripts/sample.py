@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                   batch_size=args.batch_size, compile=args.compile, progress=True).images
     save_image(images, out, nrow=args.nrow)
     written = [out]
-    if args.out_dir:
-        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    if args.out_dir:  # the folder was made (and checked) before sampling
         for i, image in enumerate(images):
             save_image(image, Path(args.out_dir) / f"{i:05d}.png")
             written.append(Path(args.out_dir) / f"{i:05d}.png")

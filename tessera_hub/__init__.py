@@ -4,10 +4,11 @@ needs fetched, one-line errors naming the file or repo). `tokenizer` and `prior`
 one copy of this lives here, below both; `pipelines` uses it for the pipeline folder too."""
 
 from .folders import (
-    CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, load_weights_strict, read_json_object, resolve_folder,
+    CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, load_weights_strict, one_line, read_json_object,
+    resolve_folder,
 )
 from .configs import check_config_types, config_from_dict
 from .saved_model import JSONConfig, SavedModel
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "JSONConfig", "SavedModel", "check_config_types", "config_from_dict", "load_state_dict_strict",
-           "load_weights_strict", "read_json_object", "resolve_folder"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "JSONConfig", "SavedModel", "check_config_types", "config_from_dict",
+           "load_state_dict_strict", "load_weights_strict", "one_line", "read_json_object", "resolve_folder"]

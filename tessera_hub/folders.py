@@ -21,6 +21,13 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace runs, newlines included, become one space), cut to `limit`
+    characters: for quoting a library's error inside one `error: ...` line."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def read_json_object(path: Path, name: str | None = None) -> dict:
     """The JSON object in `path`; one-line ValueError naming the file (as `name`, if given) when it is not one."""
     name = name or str(path)

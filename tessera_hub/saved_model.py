@@ -15,7 +15,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 
 from .configs import check_config_types, config_from_dict
-from .folders import CONFIG_NAME, WEIGHTS_NAME, load_weights_strict, read_json_object, resolve_folder
+from .folders import CONFIG_NAME, WEIGHTS_NAME, load_weights_strict, one_line, read_json_object, resolve_folder
 
 
 class JSONConfig:
@@ -98,6 +98,6 @@ class SavedModel(PyTorchModelHubMixin, library_name="tessera", tags=["tessera"])
             model = cls(config)
         except RuntimeError as err:  # an allocation failure: a config.json asking for an absurd size
             raise ValueError(f"{Path(model_id) / CONFIG_NAME} describes a model that cannot be built here: "
-                             f"{str(err).splitlines()[0]}") from None
+                             f"{one_line(err)}") from None
         load_weights_strict(model, Path(model_id) / WEIGHTS_NAME, map_location)
         return model.eval()

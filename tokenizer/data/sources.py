@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tessera_hub import one_line
+
 from .datasets import ArrayImageDataset, FileImageDataset, HFImageDataset, ImageDataset
 from .images import ImageTransform, check_transform_args
 from .mnist_idx import read_idx
@@ -183,7 +185,7 @@ def _hub_dataset(config: ImageDataConfig, transform: ImageTransform) -> ImageDat
         # Offline, a missing name or split: the name was neither a built-in nor a folder, so say all three.
         raise ValueError(f"dataset {config.dataset!r} is not 'emoji', 'fashion-mnist' or a local folder, and the "
                          f"Hugging Face data set of that name (split {config.split!r}) could not be loaded: "
-                         f"{' '.join(str(err).split())[:300]}") from None
+                         f"{one_line(err)}") from None
     if config.max_images is not None:
         hf = hf.select(range(min(config.max_images, len(hf))))
     return HFImageDataset(hf, transform=transform, source=f"{config.dataset} split={config.split}",
