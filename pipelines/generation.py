@@ -195,7 +195,7 @@ class ImageGenerationPipeline(ModelHubMixin, library_name="tessera", tags=["tess
             h = self.tokenizer.config.grid_shapes[0][0]
             if not 0 <= int(rows) <= h:
                 raise ValueError(f"prefix rows={rows}: expected 0..{h} code rows")
-            grids = self.tokenizer.encode_levels(self._image_tensor(image, num_images))  # per level (B, h_l, w_l)
+            grids = self.tokenizer.encode_levels(self.image_tensor(image, num_images))  # per level (B, h_l, w_l)
             return [grid[:, : int(rows) * grid.shape[1] // h] for grid in grids]
         given = [prefix] if levels == 1 else list(prefix)
         if len(given) != levels:
@@ -204,7 +204,7 @@ class ImageGenerationPipeline(ModelHubMixin, library_name="tessera", tags=["tess
         return [c.expand(num_images, *c.shape[1:]) if c is not None and c.shape[0] == 1 and num_images > 1 else c
                 for c in codes]
 
-    def _image_tensor(self, image, num_images: int) -> torch.Tensor:
+    def image_tensor(self, image, num_images: int) -> torch.Tensor:
         """A PIL image or a tensor (3, H, W) / (B, 3, H, W) in [-1, 1] → (num_images, 3, R, R) on the device."""
         resolution = self.tokenizer.config.autoencoder.resolution
         if isinstance(image, Image.Image):
@@ -292,13 +292,32 @@ def _decode_in_batches(decode, batch_size: int, *inputs: torch.Tensor) -> torch.
     return torch.cat(images)
 
 
-def load_pipeline(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> ImageGenerationPipeline:
-    """A pipeline folder or Hub repo id (ImageGenerationPipeline.from_pretrained), or a vae's own folder: a vae
-    needs no prior, so the folder train_tokenizer.py wrote is a whole pipeline."""
+def load_pipeline(name_or_path: str | Path | None = None, map_location: str | torch.device = "cpu", *,
+                  tokenizer: str | Path | None = None, prior: str | Path | None = None,
+                  bottom_prior: str | Path | None = None) -> ImageGenerationPipeline:
+    """A pipeline folder or Hub repo id (ImageGenerationPipeline.from_pretrained), or a vae's own folder (a vae
+    needs no prior, so the folder train_tokenizer wrote is a whole pipeline); or, instead of a pipeline folder,
+    the folders of a `tokenizer` and its `prior` (and `bottom_prior` for two levels) as the commands wrote them."""
+    if (name_or_path is None) == (tokenizer is None):
+        raise ValueError("give a pipeline folder, or a tokenizer folder with its prior folder (none for a vae)")
+    if name_or_path is None:
+        priors = [load_prior(folder, map_location) if folder else None for folder in (prior, bottom_prior)]
+        return ImageGenerationPipeline(load_tokenizer(tokenizer, map_location=map_location), *priors)
+    if prior is not None or bottom_prior is not None:
+        raise ValueError("a pipeline folder holds its priors: give a prior folder only with a tokenizer folder")
     path = Path(name_or_path)
     if (path / CONFIG_NAME).is_file() and not (path / PIPELINE_NAME).is_file():
         return ImageGenerationPipeline(load_tokenizer(path, map_location=map_location))
     return ImageGenerationPipeline.from_pretrained(name_or_path, map_location=map_location)
+
+
+def load_prior(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """A prior folder (or Hub id) of any type, its class named by the prior_type in its config.json."""
+    folder = resolve_folder(name_or_path, (CONFIG_NAME, WEIGHTS_NAME), "a prior folder")
+    kind = read_json_object(folder / CONFIG_NAME).get("prior_type")
+    if kind not in PRIOR_CLASSES:
+        raise ValueError(f"{folder / CONFIG_NAME} names prior type {kind!r}; expected one of {sorted(PRIOR_CLASSES)}")
+    return PRIOR_CLASSES[kind].from_pretrained(folder, map_location=map_location)
 
 
 def _convert(pixels: torch.Tensor, output_type: str):

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
-"""Convert a published tokenizer into a Tessera tokenizer folder (config.json + model.safetensors), weight for
-weight: then tokenize_dataset.py, train_prior.py, evaluate.py, the pipeline, and fine-tuning with
-train_tokenizer.py --init_from DIR all take it like one trained here.
+"""`tessera convert`: convert a published tokenizer into a Tessera tokenizer folder (config.json + model.safetensors), weight for
+weight: then tessera tokenize, train-prior, evaluate, the pipeline, and fine-tuning with
+tessera train-tokenizer --init_from DIR all take it like one trained here.
 
 Sources (a local path, or a Hugging Face Hub repo id):
   diffusers  a diffusers VQModel folder or repo (--subfolder where the repo keeps it, e.g. amused/amused-256 vqvae)
@@ -9,10 +8,10 @@ Sources (a local path, or a Hugging Face Hub repo id):
   llamagen   a LlamaGen VQ .pt (VQ-16, VQ-8: vq_ds16_c2i.pt, vq_ds8_c2i.pt; --weights ema for its EMA weights)
   janus      a transformers JanusVQVAE folder, or a whole Janus model folder (only its tokenizer is read)
 
-    python scripts/convert_checkpoint.py --source llamagen vq_ds16_c2i.pt --output_dir tokenizers/llamagen-vq16
-    python scripts/convert_checkpoint.py --source taming last.ckpt --config model.yaml --output_dir tokenizers/taming-f16
-    python scripts/convert_checkpoint.py --source diffusers amused/amused-256 --subfolder vqvae --output_dir tokenizers/amused
-    python scripts/convert_checkpoint.py --source llamagen FoundationVision/LlamaGen --filename vq_ds16_c2i.pt ...
+    tessera convert --source llamagen vq_ds16_c2i.pt --output_dir tokenizers/llamagen-vq16
+    tessera convert --source taming last.ckpt --config model.yaml --output_dir tokenizers/taming-f16
+    tessera convert --source diffusers amused/amused-256 --subfolder vqvae --output_dir tokenizers/amused
+    tessera convert --source llamagen FoundationVision/LlamaGen --filename vq_ds16_c2i.pt ...
 
 PyTorch files are read with torch.load(weights_only=True): nothing pickled is executed, and a file that needs
 more is refused with the way to re-save its weights. Every weight of the source must find its place and every
@@ -27,11 +26,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pipelines.cli import run_command
 from tokenizer.conversion import SOURCES, read_foreign
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, choices=SOURCES, help="the format of SOURCE")
     parser.add_argument("path", metavar="SOURCE", help="a local file or folder, or a Hugging Face Hub repo id")
@@ -45,14 +43,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the image side recorded in the config (default: the source's training resolution); "
                              "the network is convolutional and encodes any multiple of its downsample factor")
     hub = parser.add_argument_group("Hugging Face Hub")
-    hub.add_argument("--revision", default=None)
-    hub.add_argument("--cache_dir", default=None)
+    hub.add_argument("--revision", default=None, help="a branch, tag or commit of the Hub repo")
+    hub.add_argument("--cache_dir", default=None, help="the Hugging Face cache folder (default: its own default)")
     hub.add_argument("--local_files_only", action="store_true", help="use the local Hub cache only")
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     options = dict(config=args.config, filename=args.filename, subfolder=args.subfolder, weights=args.weights,
                    revision=args.revision, cache_dir=args.cache_dir, local_files_only=args.local_files_only)
     foreign = read_foreign(args.source, args.path, **options)
@@ -71,7 +69,3 @@ def main(argv: list[str] | None = None) -> dict:
                "config": model.config.fingerprint_dict()}
     print(json.dumps(summary, indent=2))
     return summary
-
-
-if __name__ == "__main__":
-    run_command(main)

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
-r"""Encode a whole dataset split into code-index files with a trained tokenizer.
+r"""`tessera tokenize`: encode a whole dataset split into code-index files with a trained tokenizer.
 
-    python scripts/tokenize_dataset.py --tokenizer runs/fmnist-vq --dataset fashion-mnist --resize_mode pad \
+    tessera tokenize --tokenizer runs/fmnist-vq --dataset fashion-mnist --resize_mode pad \
         --split train --output_dir codes/fmnist-train --flip
     accelerate launch --num_processes 2 scripts/tokenize_dataset.py ...   # each process writes its own shards
 
@@ -15,16 +14,20 @@ starts from a saved config and flags beside it override it.
 
 from __future__ import annotations
 
-from pipelines.cli import config_parser, parse_config, run_command
+from pipelines.cli import config_parser, parse_config
 from pipelines.dataset_tokenizing import TokenizeDatasetConfig, tokenize_dataset
 
 
-def main(argv: list[str] | None = None) -> dict | None:
+RESUME_HINT = "run the same command again: it keeps the finished shards and writes the rest"
+
+
+def build_parser():
     parser = config_parser(TokenizeDatasetConfig, __doc__, default_group="tokenizing")
-    parser.add_argument("--tokenizer", required=True, help="folder written by train_tokenizer.py")
-    config, args = parse_config(TokenizeDatasetConfig, parser, argv)
+    parser.add_argument("--tokenizer", required=True,
+                        help="tokenizer folder or Hub id (written by tessera train-tokenizer or tessera convert)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    config, args = parse_config(TokenizeDatasetConfig, build_parser(), argv)
     return tokenize_dataset(args.tokenizer, config)
-
-
-if __name__ == "__main__":
-    run_command(main, "run the same command again: it keeps the finished shards and writes the rest")
