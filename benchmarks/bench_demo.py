@@ -49,7 +49,7 @@ RECIPES = {
     # the steps the budget allows it.
     "preset-width-64": {"tokenizer_steps": 250, "prior_steps": 600, "recipe": {"tokenizer": {
         "loss": {"perceptual_loss": "stlpips-vgg", "perceptual_weight": 1.0}}}},
-    # 1.12 against 1.70 s per step at width 64 (README, "The recipe, measured"): 1.5x the steps.
+    # 1.12 against 1.70 s per step at width 64 (docs/benchmarks.md, "The recipe, measured"): 1.5x the steps.
     "vqvae-equal-time": {"tokenizer_steps": 450, "prior_steps": 700,
                          "recipe": {"tokenizer": {"loss": {"perceptual_loss": "none", "gan_weight": 0.0}}}},
     "before-issue-10": {"tokenizer_steps": 400, "prior_steps": 900, "recipe": {"tokenizer": {
@@ -91,7 +91,8 @@ def samples_grid(output: Path, names: list[str], count: int = 16) -> None:
     rows = []
     for name in names:
         pipe = ImageGenerationPipeline.from_pretrained(output / name / "pipeline")
-        images = pipe(count, top_k=TOP_K, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        images = pipe(count, top_k=TOP_K, generator=torch.Generator().manual_seed(0), output_type="pt",
+                      progress=False).images
         rows.append(images * 2 - 1)
     save_labelled_rows(rows, names, output / "samples.png")
     held_out = build_image_dataset(ImageDataConfig(dataset="emoji", split="test", resolution=32))

@@ -46,10 +46,11 @@ SETTINGS = {
 
 @torch.no_grad()
 def images_per_s(pipe: ImageGenerationPipeline, count: int, labels, settings: dict, batch_size: int) -> float:
-    pipe(min(count, 4), class_labels=labels[:4] if labels else None, output_type="pt", **settings)  # warm-up
+    pipe(min(count, 4), class_labels=labels[:4] if labels else None, output_type="pt", progress=False,
+         **settings)  # warm-up
     started = time.perf_counter()
     pipe(count, class_labels=labels, generator=torch.Generator().manual_seed(1), output_type="pt",
-         batch_size=batch_size, **settings)
+         batch_size=batch_size, progress=False, **settings)
     return count / (time.perf_counter() - started)
 
 

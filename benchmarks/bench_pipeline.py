@@ -57,7 +57,8 @@ def train(args, output: Path) -> tuple[ImageGenerationPipeline, dict]:
 def images_per_s(pipe: ImageGenerationPipeline, count: int, **settings) -> float:
     labels = pipe.cycled_class_labels(count)
     started = time.perf_counter()
-    pipe(count, class_labels=labels, generator=torch.Generator().manual_seed(1), output_type="pt", **settings)
+    pipe(count, class_labels=labels, generator=torch.Generator().manual_seed(1), output_type="pt", progress=False,
+         **settings)
     return count / (time.perf_counter() - started)
 
 

@@ -64,7 +64,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # The 8x8 grid of the small-32px preset: the README's earlier pipeline (FID 43.7).
+    # The 8x8 grid of the small-32px preset: the earlier pipeline of docs/benchmarks.md (FID 43.7).
     "f4-gpt-small": Recipe(
         "tokenizer-fmnist-grid8.json", {"max_steps": 800, "loss": {"disc_start_step": 480}},
         {"max_steps": 3000},

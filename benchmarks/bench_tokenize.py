@@ -49,7 +49,7 @@ def train_small_tokenizer(output: Path, steps: int, data_dir: str | None) -> Pat
         output_dir=str(output),
         data=ImageDataConfig(dataset="fashion-mnist", resolution=32, resize_mode="pad", data_dir=data_dir),
         model=model, loss=LossConfig(reconstruction_loss="l2", perceptual_loss="none", gan_weight=0.0),
-        # The settings the README's figures were measured with (before the defaults became the small-32px recipe).
+        # The settings docs/benchmarks.md's figures were measured with (before the defaults became the small-32px recipe).
         max_steps=steps, batch_size=64, learning_rate=1e-3, lr_schedule="constant", warmup_steps=0, num_workers=1, checkpoint_every=steps, image_every=steps,
         progress=False,
     )

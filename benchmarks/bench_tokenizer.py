@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     quantizer = QuantizerConfig(
         codebook_size=args.codebook_size, code_dim=8, use_ema=True, ema_decay=0.99, kmeans_init=True,
-        dead_code_threshold=args.dead_code_threshold,  # decay 0.99: the setting the README's comparison was run at
+        dead_code_threshold=args.dead_code_threshold,  # decay 0.99: the setting docs/benchmarks.md's comparison was run at
     )
     autoencoder = AutoencoderConfig(downsample_factor=4, resolution=32, channels=args.channels, z_channels=32,
                                     num_res_blocks=1)

@@ -1,7 +1,12 @@
-"""What uses both stages of Tessera: generation (prior sampling -> codebook lookup -> decoding) and
-tokenizing a dataset into index files."""
+"""What uses both stages of Tessera: generation (prior sampling -> codebook lookup -> decoding), tokenizing a
+dataset into index files, evaluation, the run machinery of both training loops, the `tessera` command and its
+web page. Names load on first use (tessera_hub.lazy), so `tessera --help` answers at once."""
 
-from .dataset_tokenizing import TokenizeDatasetConfig, tokenize_dataset
-from .generation import GenerationOutput, ImageGenerationPipeline, load_pipeline
+from tessera_hub.lazy import lazy_attributes
 
-__all__ = ["GenerationOutput", "ImageGenerationPipeline", "TokenizeDatasetConfig", "load_pipeline", "tokenize_dataset"]
+_EXPORTS = {
+    **dict.fromkeys(["GenerationOutput", "ImageGenerationPipeline", "load_pipeline"], "generation"),
+    **dict.fromkeys(["TokenizeDatasetConfig", "tokenize_dataset"], "dataset_tokenizing"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -3,7 +3,8 @@
 `config_parser(TrainTokenizerConfig)` turns every leaf field of a (nested) config dataclass into a flag, so the
 defaults live once, in the dataclass. A field's flag is its name unless its metadata says `flag=...`; two fields
 may share a flag only when both name it explicitly (`resolution` sets the data's and the model's). Booleans get
-`--name` and `--no_name`; tuples take comma-separated values; `none` clears an optional value.
+`--name` and `--no_name` (a field that defaults to True says in its `off` metadata what `--no_name` does); tuples
+take comma-separated values; `none` clears an optional value.
 
 `--config run.json` starts from a saved config (e.g. the `train_config.json` a run writes); flags given beside
 it override its values; fields in neither keep the dataclass default. A config class with a static method
@@ -26,8 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tessera_hub import read_json_object
-from tessera_hub.configs import config_from_dict, field_default, unwrap_optional
+from tessera_hub.configs import config_from_dict, field_default, read_json_object, unwrap_optional
 
 CONFIG_FLAG = "config"
 
@@ -43,6 +43,7 @@ class Leaf:
     item: type | None  # element type of a tuple
     default: Any
     help: str
+    off_help: str = ""  # a bool's --no_<flag>: what turning it off does
 
 
 def _leaves(cls: type, prefix: tuple[str, ...] = (), flag_prefix: str = "",
@@ -66,6 +67,8 @@ def _leaves(cls: type, prefix: tuple[str, ...] = (), flag_prefix: str = "",
                 meta["flag"] = flag
             if help_prefix:
                 meta["help"] = help_prefix + meta.get("help", "")
+                if "off" in meta:
+                    meta["off"] = help_prefix + meta["off"]
             out.append((flag, prefix + (f.name,), annotation, optional, field_default(f), meta))
     return out
 
@@ -85,7 +88,11 @@ def config_leaves(cls: type) -> dict[str, Leaf]:
         kind, item = (tuple, typing.get_args(annotation)[0]) if origin is tuple else (annotation, None)
         if kind not in (int, float, str, bool, tuple):
             raise TypeError(f"{cls.__name__}.{'.'.join(path)}: type {annotation} has no command-line form")
-        leaves[flag] = Leaf(flag, tuple(e[1] for e in entries), kind, optional, item, default, meta.get("help", ""))
+        if kind is bool and default is True and not meta.get("off"):
+            raise TypeError(f"{cls.__name__}.{'.'.join(path)}: a bool that defaults to True needs metadata 'off', "
+                            f"the help of --no_{flag} (what turning it off does)")
+        leaves[flag] = Leaf(flag, tuple(e[1] for e in entries), kind, optional, item, default, meta.get("help", ""),
+                            meta.get("off", ""))
     return leaves
 
 
@@ -138,7 +145,7 @@ def config_parser(cls: type, description: str | None = None, groups: dict[str, s
             group.add_argument(on, dest=leaf.flag, action="store_const", const=True,
                                help=text if not leaf.default else argparse.SUPPRESS)
             group.add_argument(off, dest=leaf.flag, action="store_const", const=False,
-                               help=text if leaf.default else argparse.SUPPRESS)
+                               help=leaf.off_help or text if leaf.default else argparse.SUPPRESS)
         else:
             metavar = {int: "N", float: "X", str: "TEXT", tuple: "A,B,..."}[leaf.kind]
             group.add_argument(f"--{leaf.flag}", dest=leaf.flag, type=_text_to_value(leaf), metavar=metavar, help=text)

@@ -52,7 +52,8 @@ class TokenizeDatasetConfig:
     num_workers: int = field(default=2, metadata={"help": "DataLoader workers decoding images"})
     shard_size: int = field(default=10_000, metadata={"help": "inputs per shard (the unit of resumption)"})
     flip: bool = field(default=False, metadata={"help": "also store the codes of the mirrored images"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar (main process only)"})
+    progress: bool = field(default=True, metadata={
+        "help": "show a progress bar (main process only)", "off": "no progress bar (quiet logs)"})
 
     def __post_init__(self):
         if not self.output_dir:

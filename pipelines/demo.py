@@ -34,7 +34,7 @@ from tokenizer.training import TrainTokenizerConfig
 # The demo's budget: at most 20 minutes on 2 cores with its quick evaluation (README, "Two commands").
 # Its tokenizer is the `small-32px` preset narrowed to width 32 (autoencoder and discriminator): a step costs a
 # third as much, so the budget buys more than twice the steps, and those beat fewer steps at the preset's width
-# (README, "The demo's recipe, measured under the protocol"). Longer runs keep the preset's width.
+# (docs/benchmarks.md, "The demo's recipe, measured under the protocol"). Longer runs keep the preset's width.
 TOKENIZER_STEPS = 600
 PRIOR_STEPS = 900
 DEMO_RECIPE = {"tokenizer": {"model": {"autoencoder": {"channels": 32, "z_channels": 32}},
@@ -110,7 +110,8 @@ def run_demo(output_dir: str | Path, tokenizer_steps: int = TOKENIZER_STEPS, pri
 
 def _save_pipeline_and_grids(pipe: ImageGenerationPipeline, test: ImageDataConfig, output: Path) -> None:
     pipe.save_pretrained(output / "pipeline")
-    samples = pipe(64, top_k=64, generator=torch.Generator().manual_seed(0), output_type="pt").images  # (64, 3, 32, 32)
+    samples = pipe(64, top_k=64, generator=torch.Generator().manual_seed(0), output_type="pt",
+                   progress=False).images  # (64, 3, 32, 32)
     save_image(samples, output / "samples.png", nrow=8)
     dataset = build_image_dataset(test)
     save_reconstruction_grid(pipe.tokenizer, torch.stack([dataset[i]["image"] for i in range(16)]), output / "reconstructions.png")
@@ -119,7 +120,7 @@ def _save_pipeline_and_grids(pipe: ImageGenerationPipeline, test: ImageDataConfi
 def _evaluate(pipe: ImageGenerationPipeline, test: ImageDataConfig, prior_dir: Path, eval_images: int) -> dict:
     """Tokenizer metrics on the whole test split; generation FID/KID/precision/recall on `eval_images` samples
     against as many held-out emoji, with the floors beside them (the tokenizer's rFID is its floor). A quick
-    check: quality claims use scripts/evaluate.py at 2,000 samples (README, "Measure quality")."""
+    check: quality claims use tessera evaluate at 2,000 samples (docs/evaluation.md)."""
     metrics = {"tokenizer": evaluate_tokenizer(pipe.tokenizer, test, rfid=False, progress=False)}
     if eval_images > 0:
         generation = evaluate_generation(pipe, test, num_images=eval_images, top_k=64, progress=False)

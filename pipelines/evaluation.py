@@ -336,7 +336,7 @@ def evaluate_generation(
         n = min(batch_size, num_images - start)
         labels = class_labels[start : start + n] if isinstance(class_labels, list) else class_labels
         images = pipe(n, class_labels=labels, guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
-                      top_p=top_p, generator=generator, output_type="pt", batch_size=n).images
+                      top_p=top_p, generator=generator, output_type="pt", batch_size=n, progress=False).images
         distances.update_fake(images * 2 - 1)  # output_type="pt" is in [0, 1]
         bar.update(n)
     bar.close()

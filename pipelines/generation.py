@@ -26,6 +26,7 @@ from PIL import Image
 from prior.gpt import GPTPrior
 from prior.pixelcnn import PixelCNNPrior
 from tessera_hub import CONFIG_NAME, WEIGHTS_NAME, read_json_object, resolve_folder
+from tessera_hub.model_card import ModelCardMixin
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageTransform, image_to_rgb
 from tokenizer.models.loading import Tokenizer
@@ -40,7 +41,7 @@ OUTPUT_TYPES = ("pil", "np", "pt")
 
 @dataclass
 class GenerationOutput:
-    images: Any  # list of PIL images, a uint8 array (B, H, W, 3), or a float tensor (B, 3, H, W) in [0, 1]
+    images: Any  # list of PIL images, a float32 array (B, H, W, 3) in [0, 1], or a float tensor (B, 3, H, W) in [0, 1]
     # (B, h, w) the sampled codes; (top, bottom) for two levels; None for a vae
     indices: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
     latents: torch.Tensor | None = None  # a vae's sampled latents (B, C, h, w)
@@ -73,9 +74,10 @@ EXPECTED_PRIORS = {0: "no prior (a vae samples its latents from N(0, I))", 1: "o
                    2: "a top prior and a bottom_prior"}
 
 
-class ImageGenerationPipeline(ModelHubMixin, library_name="tessera", tags=["tessera", "image-generation"]):
-    """huggingface_hub's ModelHubMixin gives save_pretrained (the folder below and a model card README.md) and
-    push_to_hub; from_pretrained is this class's own (pipeline.json, not a config.json, describes the folder)."""
+class ImageGenerationPipeline(ModelCardMixin, ModelHubMixin, library_name="tessera", tags=["tessera", "image-generation"],
+                              pipeline_tag="unconditional-image-generation"):
+    """huggingface_hub's ModelHubMixin gives save_pretrained (the folder below and Tessera's model card README.md)
+    and push_to_hub; from_pretrained is this class's own (pipeline.json, not a config.json, describes the folder)."""
 
     def __init__(self, tokenizer: Tokenizer, prior: torch.nn.Module | None = None,
                  bottom_prior: torch.nn.Module | None = None):
@@ -103,13 +105,39 @@ class ImageGenerationPipeline(ModelHubMixin, library_name="tessera", tags=["tess
 
     # --- files ----------------------------------------------------------------------------------------
 
+    def card_title(self) -> str:
+        return "Tessera image generation pipeline"
+
+    def card_summary(self) -> str:
+        """One line on what the pipeline holds: the tokenizer's grids and codebooks, the priors, the classes."""
+        config = self.tokenizer.config
+        side = config.autoencoder.resolution
+        if self.prior is None:
+            return f"A {self.tokenizer.architecture} at {side}x{side} px: images from its Gaussian latent (no prior)."
+        grids = " + ".join(f"{h}x{w} codes of {v}" for (h, w), v in zip(config.grid_shapes, config.codebook_sizes))
+        priors = " and ".join(p.prior_type for p in self.priors)
+        classes = (f"{self.prior.config.num_classes} classes" + (f": {', '.join(self.class_names)}" if self.class_names else "")
+                   if self.prior.config.num_classes else "unconditional")
+        return (f"{side}x{side}-pixel images as {grids} ({self.tokenizer.architecture} tokenizer), written by a "
+                f"{priors} prior ({classes}).")
+
+    def card_snippet(self) -> str:
+        labels = f", class_labels={self.class_names[0]!r}" if self.class_names else ""
+        return ('from pipelines import ImageGenerationPipeline\n\n'
+                'pipe = ImageGenerationPipeline.from_pretrained("{name}")\n'
+                f'images = pipe(16{labels}).images  # PIL images')
+
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write tokenizer/, prior/ (not for a vae) and, for two levels, bottom_prior/ (each config.json +
         model.safetensors + model card) and pipeline.json into `save_directory`."""
-        self.tokenizer.save_pretrained(save_directory / "tokenizer")
+        def card(part: str) -> dict:  # a part's card loads it through the pipeline, by the pipeline's name
+            return {"name": self.card_name, "snippet": 'from pipelines import ImageGenerationPipeline\n\n'
+                    f'{part} = ImageGenerationPipeline.from_pretrained("{{name}}").{part}'}
+
+        self.tokenizer.save_pretrained(save_directory / "tokenizer", model_card_kwargs=card("tokenizer"))
         meta = {"format": PIPELINE_FORMAT, "version": PIPELINE_VERSION}
         for part, model in zip(PRIOR_PARTS, self.priors):
-            model.save_pretrained(save_directory / part)
+            model.save_pretrained(save_directory / part, model_card_kwargs=card(part))
             meta[f"{part}_type"] = model.prior_type
         (save_directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -233,12 +261,14 @@ class ImageGenerationPipeline(ModelHubMixin, library_name="tessera", tags=["tess
         output_type: str = "pil",
         batch_size: int = 64,
         compile: bool = False,
-        progress: bool = False,
+        progress: bool = True,
     ) -> GenerationOutput:
         """Sample `num_images` code grids with the prior (two levels: the top grids of all images, then the bottom
         grids given them, with the same settings) and decode them with the tokenizer, `batch_size` images per
         forward pass in both. `compile=True` samples GPT priors through their compiled decode step
-        (`GPTPrior.sample`; worth it on a GPU, where it replays CUDA graphs); `progress` shows the priors' bars."""
+        (`GPTPrior.sample`; worth it on a GPU, where it replays CUDA graphs); `progress` shows a bar per prior
+        while it draws (progress=False: none). output_type "pil", "np" (float32 (B, H, W, 3) in [0, 1], as
+        diffusers) or "pt" (float (B, 3, H, W) in [0, 1])."""
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type={output_type!r}: expected one of {OUTPUT_TYPES}")
         if compile and (not self.priors or any(prior.prior_type != "gpt" for prior in self.priors)):
@@ -321,7 +351,11 @@ def load_prior(name_or_path: str | Path, map_location: str | torch.device = "cpu
 
 
 def _convert(pixels: torch.Tensor, output_type: str):
+    """Images (B, 3, H, W) in [0, 1] as diffusers' pipelines give them: "pt" as they are, "np" as float32
+    (B, H, W, 3) in [0, 1], "pil" as 8-bit RGB pictures."""
     if output_type == "pt":
         return pixels
-    array = (pixels.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (B, H, W, 3)
-    return array if output_type == "np" else [Image.fromarray(a) for a in array]
+    array = pixels.permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+    if output_type == "np":
+        return array
+    return [Image.fromarray(a) for a in (array * 255).round().astype(np.uint8)]

@@ -9,7 +9,10 @@
   half of one. (accelerate's `register_for_checkpointing` is not used because its loader unpickles with
   `weights_only=False`; nothing here is loaded through pickle.)
 - Experiment trackers (`report_to`: tensorboard, wandb, all, none) through accelerate, plus `metrics.jsonl` and
-  `curves.png` beside it, redrawn while the run trains.
+  `curves.png` beside it, redrawn while the run trains; the run's grids (reconstructions, samples) go to the
+  trackers as images beside the numbers.
+- The final model: saved with its model card (metrics, grid, training config) and, with `--push_to_hub`, pushed
+  to the Hub at the end (and each checkpoint to last-checkpoint/ with `--hub_strategy checkpoint`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import load as accelerate_load
 from accelerate.utils import ProjectConfiguration, is_tensorboard_available, is_wandb_available
 from safetensors.torch import load_file, load_model, save_model
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from transformers import get_scheduler
 
@@ -211,6 +216,8 @@ class TrainingRun:
             (self.output_dir / CONFIG_NAME).write_text(json.dumps(settings, indent=2) + "\n")
         if self.accelerator.log_with:
             self.accelerator.init_trackers(self.project_name, config=_flat(settings))
+        if self.config.hub.push_to_hub and self.is_main_process:
+            self._hub_repo()  # a missing login or a repo of someone else's fails now, not after the training
 
     def finish(self) -> None:
         """Final curves; close the trackers. Not `end_training()`: that also destroys the process group, which
@@ -235,8 +242,27 @@ class TrainingRun:
         if time.monotonic() - self._curves_at >= self.curves_every_s:
             self._draw_curves()
 
+    def log_image(self, name: str, path: Path, step: int) -> None:
+        """A grid the run wrote (a PNG) to the trackers as an image, beside the numbers."""
+        if not (self.is_main_process and self.accelerator.log_with):
+            return
+        with Image.open(path) as picture:
+            batch = np.asarray(picture.convert("RGB"))[None]  # (1, H, W, 3) uint8: trackers take a batch
+        for tracker in self.accelerator.trackers:
+            # TensorBoard needs the layout named; W&B makes one wandb.Image per item.
+            extra = {"dataformats": "NHWC"} if tracker.name == "tensorboard" else {}
+            tracker.log_images({name: batch}, step=step, **extra)
+
     def records(self) -> list[dict]:
         return read_metrics(self.output_dir)
+
+    def last_values(self, names: list[str]) -> dict[str, float]:
+        """The last logged value of each of `names` (those logged at all), for the model card."""
+        values = {}
+        for record in self.records():
+            values.update({k: v for k, v in record.items()
+                           if k in names and isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return {name: values[name] for name in names if name in values}
 
     def _draw_curves(self) -> None:
         if self.is_main_process and (records := self.records()):
@@ -258,8 +284,48 @@ class TrainingRun:
                 save_model(module, str(path / f"{name}.safetensors"))
             self._mark_complete(path, state)
             self._draw_curves()
+            if self.config.hub.push_to_hub and self.config.hub.hub_strategy == "checkpoint":
+                self._push_folder(path, "last-checkpoint", f"checkpoint at step {step}")
         acc.wait_for_everyone()
         return path
+
+    # --- the final model ---------------------------------------------------------------------------------
+
+    def save_model(self, model: nn.Module, metric_names: list[str], datasets: list[str], grid: Path | None = None,
+                   grid_caption: str = "", metrics: dict[str, float] | None = None) -> Path:
+        """`model` (a SavedModel) into output_dir with its model card: the last values of `metric_names` (and
+        `metrics` over them), the data sets, the run's newest `grid` and its config; then pushed to the Hub when
+        the run's --push_to_hub says so. Main process only."""
+        card = {"metrics": {**self.last_values(metric_names), **(metrics or {})}, "datasets": datasets,
+                "train_config": json.loads(json.dumps(dataclasses.asdict(self.config), default=str)),
+                "grid": grid, "grid_caption": grid_caption}
+        model.save_pretrained(self.output_dir, model_card_kwargs=card)
+        hub = self.config.hub
+        if hub.push_to_hub:
+            model.push_to_hub(self._hub_repo(), commit_message="the final model", model_card_kwargs=card)
+            print(f"pushed the model to the Hub: {hub.hub_model_id}")
+        return self.output_dir
+
+    def _hub_repo(self) -> str:
+        """The run's Hub repo id, the repo made when missing (private with --hub_private_repo, else the
+        account's default)."""
+        from huggingface_hub import HfApi
+
+        hub = self.config.hub
+        return HfApi().create_repo(hub.hub_model_id, private=hub.hub_private_repo or None, exist_ok=True).repo_id
+
+    def _push_folder(self, folder: Path, path_in_repo: str, message: str) -> None:
+        """One folder of the run into the Hub repo, replacing what was at `path_in_repo`."""
+        from huggingface_hub import HfApi
+
+        HfApi().upload_folder(repo_id=self._hub_repo(), folder_path=folder, path_in_repo=path_in_repo,
+                              commit_message=message, delete_patterns=["*"])
+
+    def newest_file(self, folder: str, pattern: str = "*.png") -> Path | None:
+        """The newest (by name: step-numbered) file matching `pattern` in output_dir/`folder`, if any: the grid
+        of a finished run's last step when it is only saved again."""
+        files = sorted((self.output_dir / folder).glob(pattern))
+        return files[-1] if files else None
 
     @staticmethod
     def _mark_complete(path: Path, state: dict) -> None:

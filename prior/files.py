@@ -8,13 +8,37 @@ from dataclasses import dataclass
 from tessera_hub import JSONConfig, SavedModel
 
 
-class PriorFiles(SavedModel):
-    """save_pretrained / from_pretrained / push_to_hub (huggingface_hub's mixin) for the priors. A subclass sets
-    `prior_type` (written into config.json and checked on load) and `config_class`."""
+class PriorFiles(SavedModel, tags=["image-generation"], pipeline_tag="unconditional-image-generation"):
+    """save_pretrained / from_pretrained / push_to_hub (huggingface_hub's mixin) for the priors, with their model
+    card. A subclass sets `prior_type` (written into config.json and checked on load) and `config_class`."""
 
     prior_type: str
     kind_key = "prior_type"
     noun = "prior"
+
+    def card_title(self) -> str:
+        return f"Tessera {self.prior_type} prior"
+
+    def card_summary(self) -> str:
+        """What the model card says this prior is."""
+        c = self.config
+        h, w = c.grid_shape
+        classes = (f"class-conditional over {c.num_classes} classes" + (f" ({', '.join(c.class_names)})" if c.class_names else "")
+                   if c.num_classes else "unconditional")
+        context = (f", conditioned on a {'x'.join(map(str, c.context_grid_shape))} top grid"
+                   if c.context_codebook_size else "")
+        tokenizer = f" made by the tokenizer with fingerprint `{c.tokenizer_fingerprint[:16]}`" if c.tokenizer_fingerprint else ""
+        parameters = sum(p.numel() for p in self.parameters())
+        return (f"A {self.prior_type} prior over {h}x{w} grids of {c.codebook_size} codes{tokenizer}{context}, "
+                f"{classes} ({parameters:,} parameters). It writes code grids; its tokenizer decodes them into "
+                f"images (a pipeline folder holds both).")
+
+    def card_snippet(self) -> str:
+        cls = type(self).__name__
+        draw = ("prior.sample(16, context=top_codes)  # given the top grids (16, h, w) of the top prior"
+                if self.config.context_codebook_size else "prior.sample(16)")
+        return (f'from prior import {cls}\n\nprior = {cls}.from_pretrained("{{name}}")\n'
+                f'codes = {draw}  # (16, h, w) code indices for its tokenizer\'s decode')
 
 
 @dataclass

@@ -453,7 +453,7 @@ def _read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST_NAME
     if not path.is_file():
         hint = " (tokenizing did not finish: run it again with the same arguments)" if (directory / PLAN_NAME).is_file() else ""
-        raise ValueError(f"{path} is missing{hint}; expected a codes folder written by scripts/tokenize_dataset.py")
+        raise ValueError(f"{path} is missing{hint}; expected a codes folder written by tessera tokenize")
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -488,9 +488,9 @@ def _check_manifest_fields(manifest: dict, path: Path) -> None:
     for name, kind in MANIFEST_FIELDS.items():
         if not _is(manifest.get(name), kind):
             raise ValueError(f"{path}: {name}={manifest.get(name)!r}; expected {kind.__name__} (a manifest written by "
-                             "scripts/tokenize_dataset.py)")
+                             "tessera tokenize)")
     if "codebook_size" not in manifest and "codebook_sizes" not in manifest:
-        raise ValueError(f"{path}: no codebook_size; expected a manifest written by scripts/tokenize_dataset.py")
+        raise ValueError(f"{path}: no codebook_size; expected a manifest written by tessera tokenize")
     for i, shard in enumerate(manifest["shards"]):
         for name, kind in SHARD_FIELDS.items():
             if not isinstance(shard, dict) or not _is(shard.get(name), kind):

@@ -6,7 +6,7 @@ and `--config` / flags override it. The codes are never part of a preset: they a
 - "small-32px": a small GPT over the 8x8 grids of a small data set on a CPU budget (the demo's emoji,
   Fashion-MNIST): AdamW at 1e-3 with a cosine schedule, batch 32. TrainPriorConfig's defaults are this preset
   (a test keeps them equal); benchmarks/bench_prior_overfitting.py measured its remedies against overfitting
-  (README, "Priors").
+  (docs/training.md, "Train a prior").
 - "imagenet-gpt-b": LlamaGen's class-conditional GPT-B (FoundationVision/LlamaGen,
   autoregressive/train/train_c2i.py): 12 layers, width 768, 12 heads ("base"), AdamW lr 1e-4 held constant
   without warm-up, betas (0.9, 0.95), weight decay 0.05, gradient clip 1.0, bf16, label dropout 0.1 for

@@ -27,6 +27,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from tessera_hub import HubSettings, load_weights_strict
+
 from .gpt import GPT_PRESETS, GPTPrior, GPTPriorConfig
 from .index_files import LEVELS, CodesDataset, codebook_sizes
 from .pixelcnn import PIXELCNN_PRESETS, PixelCNNPrior, PixelCNNPriorConfig
@@ -39,52 +41,62 @@ LN2 = math.log(2.0)
 
 @dataclass
 class TrainPriorConfig:
-    codes_dir: str = field(metadata={"flag": "codes", "help": "codes folder written by scripts/tokenize_dataset.py"})
+    codes_dir: str = field(metadata={"flag": "codes", "help": "codes folder written by tessera tokenize"})
     output_dir: str = field(metadata={"help": "where checkpoints, metrics, curves, samples and the final prior go"})
     prior: str = field(default="gpt", metadata={"help": "gpt or pixelcnn"})
     size: str = field(default="small", metadata={
         "help": f"size preset: gpt {sorted(GPT_PRESETS)}, pixelcnn {sorted(PIXELCNN_PRESETS)}"})
     level: str | None = field(default=None, metadata={
         "help": f"two-level (VQ-VAE-2) codes: the level whose prior to train, one of {list(LEVELS)}; the bottom "
-                f"prior is conditioned on the top grid. None for one-level codes"})
-    validation_fraction: float = 0.05
-    include_flipped: bool = field(default=False, metadata={"help": "also train on mirrored codes (tokenized with --flip)"})
+                f"prior is conditioned on the top grid. none for one-level codes"})
+    validation_fraction: float = field(default=0.05, metadata={
+        "help": "share of the code grids held out (split by --seed) for validation bits/token; 0 = no validation"})
+    include_flipped: bool = field(default=False, metadata={
+        "help": "also train on mirrored codes (tokenized with --flip)"})
     verify_checksums: bool = field(default=True, metadata={
-        "help": "check each shard's sha256 against the manifest when it is first read; --no_verify_checksums trains "
-                "on changed shards without checking"})
+        "help": "check each shard's sha256 against the manifest when it is first read",
+        "off": "train on changed shards without checking their sha256"})
     class_dropout: float = field(default=0.1, metadata={"help": "label drop probability (classifier-free guidance)"})
     dropout: float = field(default=0.0, metadata={
         "help": "GPT: dropout on the token embeddings and attention weights, against overfitting small data sets"})
-    max_steps: int = 10_000
+    max_steps: int = field(default=10_000, metadata={"help": "optimiser steps"})
     # Defaults: the "small-32px" preset (prior/presets.py; a test keeps them equal).
     batch_size: int = field(default=32, metadata={"help": "grids per process and micro-batch"})
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
-    weight_decay: float = field(default=0.05, metadata={"help": "applied to matrices only"})
-    adam_betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 100
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate, reached after the warm-up"})
+    weight_decay: float = field(default=0.05, metadata={
+        "help": "AdamW weight decay, on matrices only (not on biases and norm gains)"})
+    adam_betas: tuple[float, float] = field(default=(0.9, 0.95), metadata={"help": "AdamW betas β1,β2"})
+    warmup_steps: int = field(default=100, metadata={"help": "steps of linear learning-rate warm-up from 0"})
     lr_schedule: str = field(default="cosine", metadata={"help": "constant, cosine or linear, after the warm-up"})
-    max_grad_norm: float | None = 1.0
-    mixed_precision: str = "no"
+    max_grad_norm: float | None = field(default=1.0, metadata={
+        "help": "clip the gradient norm to this; none or 0 = no clipping"})
+    mixed_precision: str = field(default="no", metadata={"help": "autocast precision: no (fp32), fp16 or bf16"})
     ema_decay: float = field(default=0.0, metadata={
         "help": "EMA of weights (e.g. 0.999); the EMA is validated, sampled and saved; 0 = off"})
     early_stopping_patience: int = field(default=0, metadata={
         "help": "stop after this many evaluations without a better validation bits/token, and save the best "
                 "weights as the final prior; 0 = off (the last weights are saved)"})
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 500
+    seed: int = field(default=0, metadata={
+        "help": "seed of the initialisation, the validation split, the batch order and the label drops"})
+    log_every: int = field(default=10, metadata={"help": "log metrics (metrics.jsonl, trackers) every N steps"})
+    eval_every: int = field(default=500, metadata={
+        "help": "measure validation bits/token every N steps and at the end"})
     eval_batches: int = field(default=20, metadata={"help": "validation batches per evaluation; 0 = all"})
     sample_every: int = field(default=1000, metadata={"help": "sample grid every N steps (needs --tokenizer)"})
-    checkpoint_every: int = 1000
-    checkpoints_total_limit: int | None = 2
+    checkpoint_every: int = field(default=1000, metadata={
+        "help": "save a resumable checkpoint every N steps and at the end"})
+    checkpoints_total_limit: int | None = field(default=2, metadata={
+        "help": "checkpoints kept (at least 2); none = all"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or 'latest'"})
     max_nonfinite_steps: int = field(default=5, metadata={
         "help": "this many steps in a row with a non-finite loss (each skipped) stop the run, saving no model"})
     report_to: str = field(default="none", metadata={"help": "experiment trackers: tensorboard, wandb, all or none"})
     # The tokenizer that made the codes; the script loads it for sample grids (this package cannot).
-    tokenizer: str | None = field(default=None, metadata={"help": "the tokenizer that made the codes: enables sample grids"})
-    progress: bool = field(default=True, metadata={"help": "progress bar"})
+    tokenizer: str | None = field(default=None, metadata={
+        "help": "the tokenizer that made the codes: enables sample grids"})
+    progress: bool = field(default=True, metadata={"help": "progress bar", "off": "no progress bar (quiet logs)"})
+    hub: HubSettings = field(default_factory=HubSettings)
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
@@ -201,6 +213,7 @@ class PriorTrainer:
     def __init__(self, config: TrainPriorConfig, run, decoder: GridDecoder | None = None):
         self.config, self.run = config, run
         self.accelerator = run.accelerator
+        self.last_grid: Path | None = None  # the newest grid the run drew (the model card shows it)
         set_seed(config.seed)
         c = config
         self.train_codes = CodesDataset(c.codes_dir, "train", c.validation_fraction, c.seed,
@@ -306,6 +319,8 @@ class PriorTrainer:
         path = self.output_dir / "samples" / f"samples_{step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(images, path, nrow=8, normalize=True, value_range=(-1, 1))
+        self.last_grid = path
+        self.run.log_image("samples", path, step)
 
     def _extra_modules(self) -> dict[str, nn.Module]:
         return {"ema": self.ema} if self.ema is not None else {}
@@ -386,11 +401,14 @@ class PriorTrainer:
         self.run.finish()
         acc.wait_for_everyone()
         if acc.is_main_process:
-            if c.early_stopping_patience and self.state["best_val"] is not None:
-                for name in ("config.json", "model.safetensors"):  # the best weights become the prior
-                    shutil.copyfile(self.best_dir / name, self.output_dir / name)
-            else:
-                self._model_to_save().save_pretrained(self.output_dir)
+            model, best = self._model_to_save(), {}
+            if c.early_stopping_patience and self.state["best_val"] is not None:  # the best weights become the prior
+                load_weights_strict(model, self.best_dir / "model.safetensors")
+                best = {"val_bits_per_token": self.state["best_val"]}
+            source = self.train_codes.manifest.get("source") or {}
+            self.run.save_model(model, ["val_bits_per_token", "bits_per_token"], [source.get("dataset", "")],
+                                self.last_grid or self.run.newest_file("samples"),
+                                "samples drawn by the prior during training (classes cycled)", metrics=best)
         acc.wait_for_everyone()
         return self.output_dir
 

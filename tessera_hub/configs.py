@@ -6,9 +6,11 @@ trained or built on it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 _TYPE_NAMES = {int: "an integer", float: "a finite number", str: "text", bool: "true or false"}
@@ -98,3 +100,15 @@ def check_config_types(config: Any, where: str = "") -> None:
             check_config_types(value, f"{where}{f.name}.")
         else:
             checked_value(annotation, optional, value, where + f.name)
+
+
+def read_json_object(path: Path, name: str | None = None) -> dict:
+    """The JSON object in `path`; one-line ValueError naming the file (as `name`, if given) when it is not one."""
+    name = name or str(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{name}: expected a JSON object, got {type(data).__name__}")
+    return data

@@ -4,7 +4,6 @@ errors that name the file. Thin glue over huggingface_hub (snapshot_download), s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,18 +25,6 @@ def one_line(err: BaseException, limit: int = 300) -> str:
     characters: for quoting a library's error inside one `error: ...` line."""
     text = " ".join(str(err).split())
     return text if len(text) <= limit else text[:limit] + " ..."
-
-
-def read_json_object(path: Path, name: str | None = None) -> dict:
-    """The JSON object in `path`; one-line ValueError naming the file (as `name`, if given) when it is not one."""
-    name = name or str(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{name} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{name}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def resolve_folder(

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 
-from .configs import check_config_types, config_from_dict
-from .folders import CONFIG_NAME, WEIGHTS_NAME, load_weights_strict, one_line, read_json_object, resolve_folder
+from .configs import check_config_types, config_from_dict, read_json_object
+from .folders import CONFIG_NAME, WEIGHTS_NAME, load_weights_strict, one_line, resolve_folder
+from .model_card import ModelCardMixin
 
 
 class JSONConfig:
@@ -29,7 +30,7 @@ class JSONConfig:
         return config_from_dict(cls, data)
 
 
-class SavedModel(PyTorchModelHubMixin, library_name="tessera", tags=["tessera"]):
+class SavedModel(ModelCardMixin, PyTorchModelHubMixin, library_name="tessera", tags=["tessera"]):
     """A subclass (an nn.Module whose __init__ takes its `config`) sets `config_class` (with `to_dict()` and a
     classmethod `from_dict(data)`) and `kind_key`: the config.json key that names what a folder holds, and the
     class attribute holding this class's value of it (a tokenizer's `architecture`, a prior's `prior_type`);
@@ -46,8 +47,9 @@ class SavedModel(PyTorchModelHubMixin, library_name="tessera", tags=["tessera"])
         return getattr(cls, cls.kind_key)
 
     def save_pretrained(self, save_directory: str | Path, **kwargs):
-        """The mixin's save_pretrained (and push_to_hub), refused before anything is written when a weight is not
-        finite: a run that diverged must not leave a model behind."""
+        """The mixin's save_pretrained (and push_to_hub) with Tessera's model card (`model_card_kwargs`:
+        tessera_hub.model_card), refused before anything is written when a weight is not finite: a run that
+        diverged must not leave a model behind."""
         bad = [name for name, tensor in self.state_dict().items()
                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
         if bad:

@@ -101,7 +101,7 @@ def test_tokenizer_training_skips_a_non_finite_step_then_stops_without_saving_a_
 
 
 def test_config_of_an_earlier_run_with_new_max_steps_derives_the_discriminator_start_anew(tmp_path):
-    """README: `--config runs/emoji-vq/train_config.json --output_dir runs/emoji-vq-long --max_steps 50000`."""
+    """docs/training.md: `--config runs/emoji-vq/train_config.json --output_dir runs/emoji-vq-long --max_steps 50000`."""
     parser = config_parser(TrainTokenizerConfig)
     first, _ = parse_config(TrainTokenizerConfig, parser, ["--output_dir", str(tmp_path / "a"), "--dataset", "emoji",
                                                           "--max_steps", "1000"])

@@ -43,8 +43,8 @@ def test_samples_are_both_levels_decoded_in_every_output_type(pipe):
     assert np.array_equal(np.asarray(pil.images[2]), (out.images[2].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     arrays = pipe(3, class_labels=["circle", "square", 0], guidance_scale=1.5, generator=torch.Generator().manual_seed(0),
                   output_type="np")
-    expected = (out.images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (3, 16, 16, 3)
-    assert arrays.images.dtype == np.uint8 and np.array_equal(arrays.images, expected)
+    expected = out.images.permute(0, 2, 3, 1).numpy()  # (3, 16, 16, 3) float32 in [0, 1]
+    assert arrays.images.dtype == np.float32 and np.array_equal(arrays.images, expected)
     chunked = pipe(3, class_labels=["circle", "square", 0], guidance_scale=1.5, top_k=1, output_type="pt", batch_size=2)
     whole = pipe(3, class_labels=["circle", "square", 0], guidance_scale=1.5, top_k=1, output_type="pt")
     assert all(torch.equal(a, b) for a, b in zip(chunked.indices, whole.indices))

@@ -177,7 +177,7 @@ def test_push_uploads_exactly_what_save_pretrained_writes(kind, tmp_path, monkey
 
     assert url == f"https://huggingface.co/someone/tiny/commit/{'c' * 40}"
     assert calls == [("create_repo", "tiny", True, True), ("upload_folder", "someone/tiny", "v2", "Upload a tiny model")]
-    model.save_pretrained(tmp_path / "saved")
+    model.save_pretrained(tmp_path / "saved", model_card_kwargs={"name": "tiny"})  # the card names the repo
     assert same_contents(tmp_path / "uploaded", tmp_path / "saved")
     assert same(outputs(LOADERS[kind].from_pretrained(tmp_path / "uploaded"), kind), outputs(model, kind))
 

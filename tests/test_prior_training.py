@@ -233,9 +233,9 @@ def test_early_stopping_keeps_the_best_weights_and_resumes_its_count(codes_dir, 
     saved = {}
     original = GPTPrior.save_pretrained
 
-    def spy(model, directory):
+    def spy(model, directory, **kwargs):
         saved[Path(directory).name] = {k: v.clone() for k, v in model.state_dict().items()}
-        return original(model, directory)
+        return original(model, directory, **kwargs)
 
     monkeypatch.setattr(GPTPrior, "save_pretrained", spy)
     (tmp_path / "run" / "best").mkdir(parents=True)  # left by an abandoned run: a fresh run must not use it

@@ -73,15 +73,16 @@ def test_demo_runs_the_whole_flow_in_quick_mode(tmp_path):
     assert VQGAN.from_pretrained(tmp_path / "demo" / "tokenizer").config.codebook_size == 256
 
 
-def test_readme_python_snippets_run(tmp_path, monkeypatch):
-    snippets = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert snippets, "README has no Python snippet"
+@pytest.mark.parametrize("page", ["README.md", "docs/training.md"])
+def test_python_snippets_of_the_readme_and_the_guide_run(page, tmp_path, monkeypatch):
+    snippets = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
+    assert snippets, f"{page} has no Python snippet"
     monkeypatch.chdir(tmp_path)
     tokenizer = tiny_vqgan(32, codebook_size=16)
     tokenizer.save_pretrained(tmp_path / "outputs" / "demo" / "tokenizer")  # what `make demo` leaves
     ImageGenerationPipeline(tokenizer, tiny_prior_for(tokenizer)).save_pretrained(tmp_path / "outputs" / "demo" / "pipeline")
-    # The README's tokenize example, on a few emoji.
+    # The guide's tokenize example, on a few emoji.
     tokenize_dataset("outputs/demo/tokenizer", TokenizeDatasetConfig(
         dataset="emoji", output_dir="codes/emoji", max_images=40, num_workers=0, progress=False))
     for code in snippets:
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, page, "exec"), {})

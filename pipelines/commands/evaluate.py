@@ -1,4 +1,4 @@
-"""`tessera evaluate`: evaluate a tokenizer's reconstructions, or a pipeline's generated images, against a dataset split.
+r"""`tessera evaluate`: evaluate a tokenizer's reconstructions, or a pipeline's generated images, against a dataset split.
 
 Tokenizer (reconstruction): psnr, ssim, lpips (ST-LPIPS AlexNet), rfid, rate_bits_per_image, and codebook_usage and
 perplexity (per level for a vqvae2), or for a vae kl_nats and the negative ELBO (nelbo_nats, nelbo_bits_per_dim)

@@ -1,4 +1,4 @@
-"""`tessera sample`: generate images with a trained tokenizer + prior and write them as a PNG grid.
+r"""`tessera sample`: generate images with a trained tokenizer + prior and write them as a PNG grid.
 
     tessera sample --pipeline runs/fmnist-pipeline --num_images 64 --class_label Sneaker \
         --guidance_scale 2.0 --top_k 100 --seed 0 --out grid.png --out_dir samples/

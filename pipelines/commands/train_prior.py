@@ -1,4 +1,4 @@
-"""`tessera train-prior`: train a GPT or PixelCNN prior over code indices written by `tessera tokenize`.
+r"""`tessera train-prior`: train a GPT or PixelCNN prior over code indices written by `tessera tokenize`.
 
     tessera train-prior --codes codes/fmnist-train --prior gpt --size small --output_dir runs/fmnist-gpt
     accelerate launch scripts/train_prior.py --codes codes/fmnist-train --prior gpt --size base \
@@ -35,7 +35,7 @@ RESUME_HINT = RESUME_TRAINING
 
 
 def build_parser():
-    return config_parser(TrainPriorConfig, __doc__, presets=PRIOR_PRESETS)
+    return config_parser(TrainPriorConfig, __doc__, {"hub": "Hugging Face Hub"}, presets=PRIOR_PRESETS)
 
 
 def main(argv: list[str] | None = None):

@@ -29,7 +29,8 @@ from pipelines.training import train_tokenizer
 from tokenizer.training.presets import TOKENIZER_PRESETS
 from tokenizer.training import TrainTokenizerConfig
 
-GROUPS = {"data": "data", "model": "model and quantiser", "loss": "losses", "discriminator": "discriminator"}
+GROUPS = {"data": "data", "model": "model and quantiser", "loss": "losses", "discriminator": "discriminator",
+          "hub": "Hugging Face Hub"}
 
 
 RESUME_HINT = RESUME_TRAINING

@@ -31,9 +31,10 @@ FOLDER_SPLIT_NAMES = ("train", "test", "validation")
 class ImageDataConfig:
     """Which images to load and how to turn them into (3, resolution, resolution) tensors."""
 
-    dataset: str = field(metadata={"help": "built-in 'emoji' or 'fashion-mnist', a local image folder (class sub-folders "
-                                           "become labels), or a Hugging Face dataset name"})
-    split: str = field(default="train", metadata={"help": "dataset split"})
+    dataset: str = field(metadata={"help": "built-in 'emoji' or 'fashion-mnist', a local image folder (class "
+                                           "sub-folders become labels), or a Hugging Face dataset name"})
+    split: str = field(default="train", metadata={
+        "help": "train or test (emoji also all), a folder's train/, test/ or validation/ sub-folder, or a Hub split"})
     resolution: int = field(default=32, metadata={"flag": "resolution", "help": "image side in pixels"})
     # overrides the built-in location (IDX folder, emoji png folder)
     data_dir: str | None = field(default=None, metadata={"help": "override the built-in data location"})

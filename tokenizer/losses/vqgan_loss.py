@@ -25,32 +25,36 @@ GAN_LOSSES = ("hinge", "non-saturating")
 @dataclass
 class LossConfig:
     reconstruction_loss: str = field(default="l1", metadata={"help": f"one of {RECONSTRUCTION_LOSSES}"})
-    reconstruction_weight: float = 1.0
+    reconstruction_weight: float = field(default=1.0, metadata={"help": "weight of the pixel (L1 or L2) loss"})
     # The shipped ST-LPIPS AlexNet at 0.1, the small-32px preset's (a test keeps them equal); a missing weight
     # file is an error, never a silent "no perceptual loss".
     perceptual_loss: str = field(default="stlpips-alex", metadata={
         "help": f"one of {PERCEPTUAL_LOSSES} (none = plain VQ-VAE reconstruction loss)"})
-    perceptual_weight: float = 0.1
+    perceptual_weight: float = field(default=0.1, metadata={"help": "weight of the perceptual loss; 0 = off"})
     # Multiplies the bottleneck's own loss: the quantiser's codebook + β·commitment terms, or a vae's β_KL·KL.
-    quantizer_weight: float = 1.0
+    quantizer_weight: float = field(default=1.0, metadata={
+        "help": "weight of the bottleneck's loss: the quantisers' codebook + β·commitment terms, or a vae's β_KL·KL"})
     # The KL is taken per image dimension (nats / (3·H·W)), the scale of the mean reconstruction loss, so with the
     # L1 loss kl_weight is the scale b of the Laplace likelihood whose ELBO is trained (L2: 2σ² of a Gaussian).
     kl_weight: float = field(default=0.3, metadata={
         "help": "vae: β_KL on KL(q(z|x) || N(0, I)) per image dimension; with the L1 loss, the Laplace scale b"})
     gan_loss: str = field(default="hinge", metadata={"help": f"one of {GAN_LOSSES}"})
     # multiplies the adaptive weight λ
-    gan_weight: float = field(default=0.5, metadata={"help": "weight of the adaptive GAN term; 0 disables the discriminator"})
+    gan_weight: float = field(default=0.5, metadata={
+        "help": "weight of the adaptive GAN term; 0 disables the discriminator"})
     # Generator and discriminator GAN terms switch on here. None: TrainTokenizerConfig sets 60% of max_steps
-    # (earlier cost PSNR and rFID: README, "The recipe, measured").
+    # (earlier cost PSNR and rFID: docs/benchmarks.md, "The recipe, measured").
     disc_start_step: int | None = field(default=None, metadata={
         "help": "step at which the GAN terms switch on; none = 60%% of max_steps"})
     # The generator's GAN term ramps up linearly over this many steps from disc_start_step while the
     # discriminator trains at full strength from the start. Without it the first steps push the generator with
-    # an untrained discriminator's gradients at their largest λ (README, "The recipe, measured").
+    # an untrained discriminator's gradients at their largest λ (docs/benchmarks.md, "The recipe, measured").
     gan_ramp_steps: int = field(default=60, metadata={
         "help": "steps over which the generator's GAN term ramps up from 0 after disc_start_step; 0 = at once"})
-    adaptive_weight_max: float = 1e4  # clamp on λ
-    adaptive_weight_delta: float = 1e-4  # δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ)
+    adaptive_weight_max: float = field(default=1e4, metadata={
+        "help": "upper clamp on the adaptive GAN weight λ"})
+    adaptive_weight_delta: float = field(default=1e-4, metadata={
+        "help": "δ in the adaptive GAN weight λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ)"})
 
     def __post_init__(self) -> None:
         choices = {

@@ -30,7 +30,8 @@ class AutoencoderConfig:
     in_channels: int = field(default=3, metadata={"flag": "in_channels", "help": "image channels"})
     channels: int = field(default=64, metadata={"help": "base width of the encoder and decoder"})
     downsample_factor: int = field(default=4, metadata={
-        "help": f"one of {DOWNSAMPLE_FACTORS}: the code grid is resolution / factor (32 px at 4 -> 8x8 codes, at 2 -> 16x16)"})
+        "help": f"one of {DOWNSAMPLE_FACTORS}: the code grid is resolution / factor (32 px at 4 -> 8x8 codes, "
+                "at 2 -> 16x16)"})
     # One entry per level (log2(factor) + 1 of them); None picks (1, 2, 2, 4, 4) cut to that length.
     channel_mult: tuple[int, ...] | None = field(default=None, metadata={
         "help": "width multipliers per level, log2(factor)+1 entries; none = 1,2,2,4,4 cut to length"})
@@ -41,7 +42,8 @@ class AutoencoderConfig:
     # taming's attn_resolutions as level indices, so the layout does not change with the image size.
     attention_levels: tuple[int, ...] = field(default=(), metadata={
         "help": "levels (0 = full resolution) whose every residual block is followed by self-attention"})
-    dropout: float = 0.0
+    dropout: float = field(default=0.0, metadata={
+        "help": "dropout probability in every residual block of the encoders and decoders (a vqvae2's top level too)"})
 
     def __post_init__(self) -> None:
         if self.downsample_factor not in DOWNSAMPLE_FACTORS:

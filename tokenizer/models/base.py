@@ -106,7 +106,7 @@ class TokenizerConfig:
                                       **{name: data[name] for name in own if name in data}})
 
 
-class TokenizerModule(SavedModel, nn.Module):
+class TokenizerModule(SavedModel, nn.Module, tags=["image-tokenizer"], pipeline_tag="image-feature-extraction"):
     """What the module of every tokenizer architecture shares: its config (checked to be its `config_class`, whose
     `saved_architecture` is the class's `architecture`), save_pretrained / from_pretrained / push_to_hub
     (huggingface_hub's mixin; folders written before config.json named the architecture hold a vqgan), the
@@ -137,6 +137,28 @@ class TokenizerModule(SavedModel, nn.Module):
             raise ValueError(f"{purpose} needs code indices, and a {self.architecture!r} tokenizer has a "
                              f"Gaussian latent instead: use a vqgan or vqvae2 tokenizer (a vae samples its latents "
                              f"from N(0, I): ImageGenerationPipeline(vae) with no prior)")
+
+    def card_title(self) -> str:
+        return f"Tessera {self.architecture} tokenizer"
+
+    def card_summary(self) -> str:
+        """What the model card says this tokenizer is."""
+        c = self.config
+        side = c.autoencoder.resolution
+        if self.num_levels == 0:
+            codes = f"a Gaussian latent of shape {'x'.join(map(str, c.latent_shape))}"
+        else:
+            codes = " + ".join(f"a {h}x{w} grid of codes from {v}" for (h, w), v in zip(c.grid_shapes, c.codebook_sizes))
+        parameters = sum(p.numel() for p in self.parameters())
+        return (f"A {self.architecture} image tokenizer: {side}x{side}-pixel RGB images <-> {codes} "
+                f"({parameters:,} parameters). Fingerprint `{self.fingerprint()[:16]}` (index files and priors "
+                f"record it, so codes are never decoded by another tokenizer).")
+
+    def card_snippet(self) -> str:
+        decode = "latents" if self.num_levels == 0 else "codes"
+        return ('from tokenizer import load_tokenizer\n\ntokenizer = load_tokenizer("{name}")\n'
+                f'{decode} = tokenizer.encode(images)  # images (B, 3, H, W) in [-1, 1]\n'
+                f'reconstructions = tokenizer.decode({decode})  # (B, 3, H, W) in [-1, 1]')
 
     def fingerprint(self) -> str:
         """sha256 of the config and every weight (names, dtypes, shapes, bytes): identifies this exact tokenizer.

@@ -46,18 +46,26 @@ class QuantizerConfig:
     lfq_diversity_gamma: float = field(default=1.0, metadata={"help": "lfq: weight of the batch-entropy term"})
     lfq_temperature: float = field(default=0.01, metadata={"help": "lfq: temperature of the soft assignment"})
     # weight of the commitment term β‖z_e − sg[e]‖² (not of the codebook term)
-    beta: float = field(default=0.25, metadata={"help": "commitment weight β"})
-    use_ema: bool = field(default=True, metadata={"flag": "ema_codebook", "help": "update the codebook by EMA (off: by gradient)"})
+    beta: float = field(default=0.25, metadata={"help": "commitment weight β (vq and lfq)"})
+    use_ema: bool = field(default=True, metadata={
+        "flag": "ema_codebook", "help": "vq: update each code by an EMA of the encoder outputs assigned to it",
+        "off": "update the codebook by gradient (codebook loss) instead of EMA"})
     # 0.9, not the usual 0.99: at 0.99 the codebook trails an encoder trained at lr 1e-3 and collapses early
-    # (README, "Why the demo's reconstructions were smeared").
-    ema_decay: float = field(default=0.9, metadata={"flag": "codebook_ema_decay", "help": "decay of the codebook EMA"})
-    ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA counts
-    l2_normalize: bool = field(default=False, metadata={"flag": "l2_normalize_codes", "help": "l2-normalised codes and lookup"})
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
+    # (docs/benchmarks.md, "Why the demo's reconstructions were smeared").
+    ema_decay: float = field(default=0.9, metadata={
+        "flag": "codebook_ema_decay", "help": "vq: decay of the codebook EMA and of the code counts for restarts"})
+    ema_epsilon: float = field(default=1e-5, metadata={
+        "help": "vq: Laplace smoothing of the codebook EMA's code counts (keeps unused codes finite)"})
+    l2_normalize: bool = field(default=False, metadata={
+        "flag": "l2_normalize_codes", "help": "vq: l2-normalised codes and lookup"})
+    kmeans_init: bool = field(default=True, metadata={
+        "help": "vq: initialise the codebook by k-means on the first training batch's encoder outputs",
+        "off": "start from a random codebook (no k-means on the first batch)"})
+    kmeans_iters: int = field(default=10, metadata={"help": "vq: Lloyd iterations of the k-means initialisation"})
     dead_code_threshold: float = field(default=1.0, metadata={
-        "help": "restart codes whose EMA count per batch falls below this; 0 = off"})
-    usage_window: int = 100  # batches over which usage and perplexity are measured
+        "help": "vq: restart codes whose EMA count per batch falls below this; 0 = off"})
+    usage_window: int = field(default=100, metadata={
+        "help": "training batches over which codebook usage and perplexity are measured"})
 
     def __post_init__(self) -> None:
         if self.kind not in QUANTIZER_KINDS:

@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from tessera_hub import HubSettings
+
 from ..data import ImageDataConfig
 from ..losses import DiscriminatorConfig, LossConfig
 from ..models.autoencoder import AutoencoderConfig
@@ -19,7 +21,7 @@ from ..models.vae import VAEConfig
 from ..models.vqvae2 import VQVAE2Config
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
-# The discriminator's default start, as a share of the run (README, "The recipe, measured").
+# The discriminator's default start, as a share of the run (docs/benchmarks.md, "The recipe, measured").
 DISC_START_FRACTION = 0.6
 ARCHITECTURES = tuple(TOKENIZER_CLASSES)
 
@@ -95,33 +97,42 @@ class TrainTokenizerConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     max_steps: int = field(default=10_000, metadata={"help": "optimiser steps"})
     batch_size: int = field(default=32, metadata={"help": "images per process and micro-batch"})
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
+    learning_rate: float = field(default=1e-3, metadata={
+        "help": "AdamW learning rate of the tokenizer (and of the discriminator unless --disc_learning_rate), "
+                "reached after the warm-up"})
     disc_learning_rate: float | None = field(default=None, metadata={"help": "discriminator LR; none = learning_rate"})
-    adam_betas: tuple[float, float] = (0.5, 0.9)  # taming's GAN betas
-    weight_decay: float = 0.0
-    warmup_steps: int = 50
+    adam_betas: tuple[float, float] = field(default=(0.5, 0.9), metadata={  # taming's GAN betas
+        "help": "AdamW betas β1,β2 of the tokenizer's and the discriminator's optimisers"})
+    weight_decay: float = field(default=0.0, metadata={
+        "help": "AdamW weight decay on every tokenizer and discriminator parameter"})
+    warmup_steps: int = field(default=50, metadata={"help": "steps of linear learning-rate warm-up from 0"})
     lr_schedule: str = field(default="cosine", metadata={"help": "constant, cosine or linear, after the warm-up"})
-    max_grad_norm: float | None = None
+    max_grad_norm: float | None = field(default=None, metadata={
+        "help": "clip the gradient norm of the tokenizer and of the discriminator to this; none or 0 = no clipping"})
     mixed_precision: str = field(default="no", metadata={"help": f"one of {list(MIXED_PRECISION)}"})
     # EMA of weights; 0 = off. With EMA on, the saved model holds the EMA weights.
-    ema_decay: float = field(default=0.0, metadata={"help": "EMA of weights (e.g. 0.999), saved as the final model; 0 = off"})
-    seed: int = 0
+    ema_decay: float = field(default=0.0, metadata={
+        "help": "EMA of weights (e.g. 0.999), saved as the final model; 0 = off"})
+    seed: int = field(default=0, metadata={"help": "seed of the initialisation, the batch order and the random flips"})
     num_workers: int = field(default=2, metadata={"help": "DataLoader workers decoding images"})
-    log_every: int = 10
+    log_every: int = field(default=10, metadata={"help": "log metrics (metrics.jsonl, trackers) every N steps"})
     image_every: int = field(default=500, metadata={"help": "write a reconstruction grid every N steps"})
-    checkpoint_every: int = 1000
-    checkpoints_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (at least 2); none = all"})
+    checkpoint_every: int = field(default=1000, metadata={
+        "help": "save a resumable checkpoint every N steps and at the end"})
+    checkpoints_total_limit: int | None = field(default=2, metadata={
+        "help": "checkpoints kept (at least 2); none = all"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or 'latest'"})
     max_nonfinite_steps: int = field(default=5, metadata={
         "help": "this many steps in a row with a non-finite loss (each skipped) stop the run, saving no model"})
     # Fine-tuning: the folder's model (its config and weights) replaces the model flags; only the resolution is
     # the data's (every architecture here is convolutional, so a tokenizer runs at any multiple of its factor).
     init_from: str | None = field(default=None, metadata={
-        "help": "a saved tokenizer folder or Hub id (an earlier run, or one from scripts/convert_checkpoint.py) "
+        "help": "a saved tokenizer folder or Hub id (an earlier run, or one from tessera convert) "
                 "whose config and weights start the run; the model flags are then ignored"})
     report_to: str = field(default="none", metadata={"help": "experiment trackers: tensorboard, wandb, all or none"})
-    progress: bool = field(default=True, metadata={"help": "progress bar"})
+    progress: bool = field(default=True, metadata={"help": "progress bar", "off": "no progress bar (quiet logs)"})
+    hub: HubSettings = field(default_factory=HubSettings)
 
     # Values __post_init__ derives from others when not given; `--config run.json --max_steps N` derives them
     # anew (pipelines.cli.parse_config) unless the file set them to something else.

@@ -9,8 +9,8 @@ The data set is never part of a preset: it is the user's.
   256-code EMA codebook, L1 + ST-LPIPS-AlexNet perceptual at 0.1 + a 2-layer patch GAN with the adaptive weight from 60% of
   the run, its generator term ramped in over 60 steps, AdamW at 1e-3 with a cosine schedule, and a codebook EMA
   decay of 0.9 (at 0.99 the codebook trails the fast-moving encoder and collapses early). Short runs on emoji
-  chose these (README, "Why the demo's reconstructions were smeared"); benchmarks/bench_recipe.py trains it
-  against its ablations (README, "The recipe, measured").
+  chose these (docs/benchmarks.md, "Why the demo's reconstructions were smeared"); benchmarks/bench_recipe.py trains it
+  against its ablations (docs/benchmarks.md, "The recipe, measured").
 - "imagenet-vq16": LlamaGen's VQ-16 (FoundationVision/LlamaGen, tokenizer/tokenizer_image/vq_train.py and
   vq_model.py): 256 px, 16x16 grid, 16,384 l2-normalised 8-dim codes updated by gradient, widths 128·(1,1,2,2,4),
   2 residual blocks, attention after each block of the lowest level and in the middle (71,883,403 parameters, as
@@ -25,7 +25,7 @@ TOKENIZER_PRESETS: dict[str, dict] = {
     "small-32px": {
         "model": {"autoencoder": {"resolution": 32, "downsample_factor": 4, "channels": 64, "z_channels": 64},
                   "quantizer": {"codebook_size": 256, "code_dim": 8, "ema_decay": 0.9}},
-        # Why (README, "The recipe, measured"): the discriminator starts at 60% of max_steps (earlier cost PSNR
+        # Why (docs/benchmarks.md, "The recipe, measured"): the discriminator starts at 60% of max_steps (earlier cost PSNR
         # and rFID); the generator's GAN term ramps in over 60 steps (at once, PSNR fell after the start);
         # ST-LPIPS-AlexNet at 0.1, not VGG at 1.0 (which painted colour into grey images, cost PSNR and time).
         "loss": {"reconstruction_loss": "l1", "perceptual_loss": "stlpips-alex", "perceptual_weight": 0.1,

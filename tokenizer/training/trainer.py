@@ -30,6 +30,9 @@ from .config import TrainTokenizerConfig
 from .gan_phase import check_gan_phase
 from .previews import save_reconstruction_grid
 
+# The model card's metrics: the last logged value of each the run logs.
+CARD_METRICS = ["psnr", "codebook_usage", "perplexity", "top_codebook_usage", "bottom_codebook_usage", "kl_nats",
+                "loss"]
 # curves.png panels: title -> metric names (pipelines.training_run draws them)
 CURVES = {
     "losses": ["loss", "pixel_loss", "perceptual_loss", "quantizer_loss", "kl_loss"],
@@ -128,6 +131,7 @@ class TokenizerTrainer:
     def __init__(self, config: TrainTokenizerConfig, run, model: Tokenizer | None = None):
         self.config, self.run = config, run
         self.accelerator = run.accelerator
+        self.last_grid: Path | None = None  # the newest grid the run drew (the model card shows it)
         set_seed(config.seed)
         self.output_dir = run.output_dir
         self.dataset = build_image_dataset(dataclasses.replace(config.data, random_flip=False))
@@ -305,13 +309,18 @@ class TokenizerTrainer:
 
     def _save_reconstructions(self, images: torch.Tensor, step: int) -> None:
         if self.accelerator.is_main_process:
-            save_reconstruction_grid(self.raw_model, images, self.output_dir / "images" / f"reconstructions_{step:07d}.png")
+            self.last_grid = self.output_dir / "images" / f"reconstructions_{step:07d}.png"
+            save_reconstruction_grid(self.raw_model, images, self.last_grid)
+            self.run.log_image("reconstructions", self.last_grid, step)
 
     def _save_final(self) -> Path:
-        """config.json + model.safetensors in output_dir: the EMA weights when the run keeps them."""
+        """config.json + model.safetensors + its model card in output_dir (the EMA weights when the run keeps
+        them), pushed to the Hub with --push_to_hub."""
         acc = self.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
-            (self.ema.module if self.ema is not None else self.raw_model).save_pretrained(self.output_dir)
+            self.run.save_model(self.ema.module if self.ema is not None else self.raw_model, CARD_METRICS,
+                                [self.config.data.dataset], self.last_grid or self.run.newest_file("images"),
+                                "held-out images (top) and their reconstructions (bottom)")
         acc.wait_for_everyone()
         return self.output_dir
