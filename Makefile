@@ -54,7 +54,7 @@ bench-demo: $(STAMP)
 # Issue 30's table: whole Fashion-MNIST recipes (tokenizer, tokenizing, prior; <= 2 h of training each) under the
 # protocol, one row per sampling setting, beside Dai & Wipf 2019's (outputs/bench-table/results.json)
 bench-table: $(STAMP)
-	$(PY) benchmarks/bench_table.py --recipes f2-gpt-small --curve_steps 1500 --no_progress --output_dir outputs/bench-table
+	$(PY) benchmarks/bench_table.py --recipes f2-gpt-small-long --no_progress --output_dir outputs/bench-table
 
 # VQ, FSQ and LFQ at equal bits per code and equal steps, on both data sets (about 45 min)
 bench-quantizers: $(STAMP)
