@@ -38,7 +38,11 @@ def usage() -> str:
 
 def run_subcommand(name: str, argv: list[str] | None = None) -> object:
     """Run `tessera <name> argv` (argv defaults to the process's own) with run_command's one-line errors."""
-    module = subcommand_module(name)
+    try:
+        module = subcommand_module(name)  # seconds of imports (torch, transformers): Ctrl-C may come here too
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     argv = sys.argv[1:] if argv is None else argv
     return run_command(lambda: module.main(argv), getattr(module, "RESUME_HINT", ""))
 
