@@ -79,7 +79,7 @@ def _code_maps(pipe: ImageGenerationPipeline, indices, image: int = 0) -> list[I
     """The code grid of image `image` per level (none for a vae)."""
     if indices is None:
         return []
-    grids = indices if isinstance(indices, tuple) else (indices,)
+    grids = indices if isinstance(indices, (tuple, list)) else (indices,)
     return [code_map(grid[image], size) for grid, size in zip(grids, pipe.tokenizer.config.codebook_sizes)]
 
 
@@ -106,8 +106,7 @@ def reconstruct(pipe: ImageGenerationPipeline, picture: Image.Image) -> tuple[Im
         grids = tokenizer.encode_levels(pixels)
         decoded = tokenizer.decode_levels(grids)
     shown = [image_grid(((x.float().clamp(-1, 1) + 1) / 2).cpu()) for x in (pixels, decoded)]
-    maps = [] if grids is None else [code_map(grid[0], size) for grid, size in zip(grids, tokenizer.config.codebook_sizes)]
-    return shown[0], shown[1], maps
+    return shown[0], shown[1], _code_maps(pipe, grids)
 
 
 def complete(pipe: ImageGenerationPipeline, picture: Image.Image, rows: int, class_choice: str, num_images: int,

@@ -30,6 +30,11 @@ def pipeline_from_args(args: argparse.Namespace) -> ImageGenerationPipeline:
     return pipe.to(args.device)
 
 
+def parse_label(text: str) -> int | str:
+    """A class given on the command line: an index, or a name (or 'uniform')."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def add_sampling_flags(group: argparse._ArgumentGroup) -> None:
     """The pipeline call's sampling settings (defaults: plain ancestral sampling)."""
     group.add_argument("--guidance_scale", type=float, default=1.0,

@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli import emit_json, positive_int
-from pipelines.commands.common import add_device_flag, add_model_flags, add_sampling_flags, pipeline_from_args
+from pipelines.commands.common import (
+    add_device_flag, add_model_flags, add_sampling_flags, parse_label, pipeline_from_args,
+)
 from pipelines.evaluation import DEFAULT_NUM_IMAGES, evaluate_generation, evaluate_tokenizer
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageDataConfig
@@ -77,9 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = ImageDataConfig(dataset=args.dataset, split=args.split, resolution=resolution,
                            data_dir=args.data_dir, resize_mode=args.resize_mode)
     if args.pipeline or args.prior:
-        labels = args.class_labels
-        if labels is not None and labels != "uniform" and labels.lstrip("-").isdigit():
-            labels = int(labels)
+        labels = None if args.class_labels is None else parse_label(args.class_labels)
         result = evaluate_generation(
             pipe, data, num_images=args.num_images or DEFAULT_NUM_IMAGES, class_labels=labels,
             guidance_scale=args.guidance_scale, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

@@ -21,11 +21,9 @@ import torch
 from torchvision.utils import save_image
 
 from pipelines.cli import output_file, positive_int
-from pipelines.commands.common import add_device_flag, add_model_flags, add_sampling_flags, pipeline_from_args
-
-
-def parse_label(text: str):
-    return int(text) if text.lstrip("-").isdigit() else text
+from pipelines.commands.common import (
+    add_device_flag, add_model_flags, add_sampling_flags, parse_label, pipeline_from_args,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
