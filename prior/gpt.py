@@ -23,6 +23,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from .decode_step import FusedLlamaDecoder, compile_decoder
 from .files import PriorCodesConfig, PriorFiles
+from .rotary import POSITIONS, rotary_table
 from .sampling import check_codes, check_labels, context_grids, sample_grids
 
 # Size presets as plain data (LlamaGen's GPT_models); "base" is LlamaGen's GPT-B scale (~100M parameters).
@@ -42,11 +43,27 @@ class GPTPriorConfig(PriorCodesConfig):
     intermediate_size: int | None = None  # SwiGLU width; default ≈ 8/3 · hidden, rounded up to 64
     dropout: float = 0.0  # on the input embeddings (LlamaGen's token dropout) and the attention weights
     rope_theta: float = 10_000.0
+    # Rotary positions: "sequence" (transformers' 1-D RoPE over the sequence) or "grid" (LlamaGen's 2-D RoPE:
+    # half of each head's pairs turn with the code's row, half with its column; prior/rotary.py).
+    positions: str = "sequence"
+    zero_condition_rope: bool = False  # LlamaGen: the condition token's query and key are zeroed by its RoPE row
+    rms_norm_eps: float = 1e-6  # transformers' Llama default; LlamaGen's is 1e-5
+    # A converted prior's codes come from a published tokenizer (no fingerprint can match): its family, e.g.
+    # "llamagen", which the pipeline checks against where the tokenizer was converted from.
+    tokenizer_source: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions={self.positions!r}: expected one of {POSITIONS}")
+        if self.positions == "grid" and (self.hidden_size // self.num_heads) % 4:
+            raise ValueError(f"positions='grid' needs a head size divisible by 4; hidden_size={self.hidden_size} "
+                             f"over num_heads={self.num_heads} gives {self.hidden_size // self.num_heads}")
+        if self.positions == "grid" and self.context_grid_shape:
+            raise ValueError("positions='grid' places the codes of one grid; a bottom-level prior (with a top grid "
+                             "as context) takes positions='sequence'")
         if self.intermediate_size is None:
             self.intermediate_size = -(-int(self.hidden_size * 8 / 3) // 64) * 64
 
@@ -96,6 +113,7 @@ class GPTPrior(PriorFiles, nn.Module):
             num_key_value_heads=config.num_heads,
             max_position_embeddings=config.context_length + config.sequence_length,
             rope_theta=config.rope_theta,
+            rms_norm_eps=config.rms_norm_eps,
             attention_dropout=config.dropout,
             bos_token_id=config.null_token,
             eos_token_id=config.null_token,
@@ -103,6 +121,10 @@ class GPTPrior(PriorFiles, nn.Module):
         )
         llama._attn_implementation = "sdpa"
         self.transformer = LlamaForCausalLM(llama)
+        if config.positions != "sequence" or config.zero_condition_rope:
+            self.transformer.model.rotary_emb = rotary_table(
+                config.positions, config.zero_condition_rope, config.hidden_size // config.num_heads,
+                config.rope_theta, 1 + config.context_length, config.grid_shape)
         # sample(compile=True): one compiled static decoder per (batch, device, dtype), refreshed at each call.
         self._compiled_decoders: dict[tuple, FusedLlamaDecoder] = {}
 

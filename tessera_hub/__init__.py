@@ -10,6 +10,7 @@ _EXPORTS = {
     **dict.fromkeys(["CONFIG_NAME", "WEIGHTS_NAME", "load_state_dict_strict", "load_weights_strict", "one_line",
                      "resolve_folder"], "folders"),
     **dict.fromkeys(["check_config_types", "config_from_dict", "read_json_object"], "configs"),
+    **dict.fromkeys(["read_tensors", "read_torch_checkpoint"], "foreign_files"),
     "HubSettings": "hub_settings",
     **dict.fromkeys(["JSONConfig", "SavedModel"], "saved_model"),
 }

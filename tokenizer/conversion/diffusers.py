@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..models.autoencoder import AutoencoderConfig
 from ..models.vqgan import VQGANConfig
-from .checkpoints import read_tensors
+from tessera_hub.foreign_files import read_tensors
 from .layout import ForeignTokenizer, ForeignWeights, KeyLayout, endpoint_keys, imported_quantizer
 
 CONFIG = "config.json"

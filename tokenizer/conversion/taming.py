@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoints import read_torch_checkpoint
+from tessera_hub.foreign_files import read_torch_checkpoint
 from .layout import ForeignTokenizer, ForeignWeights, KeyLayout
 
 DEFAULT_RESOLUTION = 256  # taming's published VQGANs (ImageNet f16, OpenImages f8) train at 256 px

@@ -1,0 +1,112 @@
+"""LlamaGen's class-to-image GPTs converted into GPTPriors, checked against LlamaGen's own code.
+
+tests/fixtures/llamagen_gpt_tiny.safetensors holds a random-weight model in LlamaGen's layout and what LlamaGen's
+forward and generate computed from it (tests/fixtures/make_llamagen_gpt_fixture.py, run once with its code).
+"""
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+from prior import GPTPrior, GPTPriorConfig
+from prior.llamagen import convert_llamagen_gpt, grid_size_from_name, permute_rotary_rows, read_llamagen_gpt
+from prior.rotary import TableRotaryEmbedding
+
+FIXTURE = Path(__file__).parent / "fixtures" / "llamagen_gpt_tiny.safetensors"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, torch.Tensor]:
+    return load_file(str(FIXTURE))
+
+
+def llamagen_weights(reference) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("model."): v.clone() for k, v in reference.items() if k.startswith("model.")}
+
+
+@pytest.fixture(scope="module")
+def converted(reference, tmp_path_factory) -> GPTPrior:
+    # LlamaGen's DDP files: {"model": ..., "args": argparse.Namespace}; the Namespace is read inertly, not run.
+    path = tmp_path_factory.mktemp("llamagen") / "c2i_tiny_64.pt"
+    torch.save({"model": llamagen_weights(reference), "args": argparse.Namespace(gpt_model="GPT-tiny", lr=1e-4),
+                "steps": 10}, path)
+    return read_llamagen_gpt(path, num_heads=2)  # 64 px / 16 = the 4x4 grid
+
+
+def test_teacher_forced_logits_equal_llamagen(converted, reference):
+    codes, labels = reference["codes"], reference["labels"]
+    labels = torch.where(labels == 5, -1, labels)  # LlamaGen's null class 5 is Tessera's "no class"
+    with torch.no_grad():
+        logits = converted(codes.view(3, 4, 4), labels)  # (3, 4, 4, 48)
+    expected = reference["logits"].view(3, 4, 4, 48)
+    assert (logits - expected).abs().max() < 1e-4
+    assert converted.config.grid_shape == (4, 4) and converted.config.num_classes == 5
+
+
+@pytest.mark.parametrize("scale, key", [(2.5, "guided_codes"), (1.0, "plain_codes")])
+def test_greedy_sampling_draws_llamagen_codes(converted, reference, scale, key):
+    """top_k=1 is LlamaGen's sample_logits=False: the same codes prove the guided logits mix as LlamaGen's do
+    (uncond + s (cond - uncond)) through the fused decode step and its KV cache."""
+    codes = converted.sample(2, class_labels=reference["guided_labels"], guidance_scale=scale, top_k=1)
+    assert torch.equal(codes.view(2, 16), reference[key])
+
+
+def test_converted_rotary_is_the_grid_table_with_a_zero_condition_row(converted):
+    rotary = converted.transformer.model.rotary_emb
+    assert isinstance(rotary, TableRotaryEmbedding)
+    assert rotary.cos.shape == (17, 16) and not rotary.cos[0].any() and not rotary.sin[0].any()
+    # Code 5 sits at row 1, column 1; codes 1 and 4 at (0, 1) and (1, 0): the row half of the angles of code 4
+    # equals the column half of code 1.
+    assert torch.equal(rotary.cos[1 + 4, :4], rotary.cos[1 + 1, 4:8])
+    assert torch.equal(rotary.cos[1 + 5, :8], torch.cat([rotary.cos[1 + 4, :4], rotary.cos[1 + 1, 4:8]]))
+
+
+def test_saved_and_loaded_the_converted_prior_samples_the_same(converted, reference, tmp_path):
+    converted.save_pretrained(tmp_path / "prior")
+    loaded = GPTPrior.from_pretrained(tmp_path / "prior")
+    assert loaded.config.positions == "grid" and loaded.config.tokenizer_source == "llamagen"
+    codes = loaded.sample(2, class_labels=reference["guided_labels"], guidance_scale=2.5, top_k=1)
+    assert torch.equal(codes.view(2, 16), reference["guided_codes"])
+
+
+def test_native_priors_keep_transformers_rope_and_norm():
+    prior = GPTPrior(GPTPriorConfig.from_preset("tiny", codebook_size=16, grid_shape=(4, 4)))
+    assert type(prior.transformer.model.rotary_emb) is LlamaRotaryEmbedding
+    assert prior.transformer.config.rms_norm_eps == 1e-6
+
+
+def test_permuting_rotary_rows_moves_adjacent_pairs_to_halves():
+    rows = torch.arange(8.0)[:, None].expand(8, 3)  # one head of 8: pairs (0,1) (2,3) (4,5) (6,7)
+    assert permute_rotary_rows(rows, 1)[:, 0].tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def test_grid_size_comes_from_the_file_name():
+    assert grid_size_from_name("c2i_B_256.pt") == 16 and grid_size_from_name("c2i_XL_384.pt") == 24
+    assert grid_size_from_name("model.pt") is None
+    with pytest.raises(ValueError, match="give grid_size"):
+        read_llamagen_gpt("checkpoint.pt")
+
+
+def test_weights_that_find_no_place_are_named(reference):
+    state = llamagen_weights(reference)
+    state["layers.0.attention.extra.weight"] = torch.zeros(2)
+    with pytest.raises(ValueError, match=r"find no place.*layers\.0\.attention\.extra\.weight"):
+        convert_llamagen_gpt(state, 4, 2)
+    state = llamagen_weights(reference)
+    del state["layers.1.feed_forward.w3.weight"]
+    with pytest.raises(ValueError, match=r"lacks \['layers\.1\.feed_forward\.w3\.weight'\]"):
+        convert_llamagen_gpt(state, 4, 2)
+    with pytest.raises(ValueError, match="not a LlamaGen size.*give num_heads"):
+        convert_llamagen_gpt(llamagen_weights(reference), 4)
+
+
+def test_text_to_image_checkpoints_are_refused(reference):
+    state = llamagen_weights(reference)
+    del state["cls_embedding.embedding_table.weight"]
+    state["cls_embedding.cap_proj.fc1.weight"] = torch.zeros(32, 8)
+    with pytest.raises(ValueError, match="text-to-image"):
+        convert_llamagen_gpt(state, 4, 2)
