@@ -62,6 +62,11 @@ def check_pair(tokenizer: Tokenizer, prior: torch.nn.Module, level: int = 0) -> 
                         f"{p.context_codebook_size} codes; expected {context[1] or 'none'}")
     if p.class_names and len(p.class_names) != p.num_classes:
         problems.append(f"classes: prior has {p.num_classes} classes but {len(p.class_names)} names")
+    converted = (getattr(tokenizer, "converted_from", None) or {}).get("source")
+    if p.tokenizer_source is not None and converted != p.tokenizer_source:
+        made = f"was converted from {converted}" if converted else "was not converted from a published checkpoint"
+        problems.append(f"tokenizer source: the prior models codes of a tokenizer converted from "
+                        f"{p.tokenizer_source} (tessera convert --source {p.tokenizer_source}); this tokenizer {made}")
     fingerprint = tokenizer.fingerprint()
     if p.tokenizer_fingerprint is not None and p.tokenizer_fingerprint != fingerprint:
         problems.append(f"tokenizer fingerprint: tokenizer {fingerprint[:12]}, prior trained on {p.tokenizer_fingerprint[:12]}")

@@ -51,6 +51,9 @@ class PriorCodesConfig(JSONConfig):
     # Provenance, filled by training from the codes folder: lets a pipeline check it has the right tokenizer.
     class_names: tuple[str, ...] = ()
     tokenizer_fingerprint: str | None = None
+    # A converted prior's codes come from a published tokenizer, whose fingerprint it cannot know: the format that
+    # tokenizer was converted from (e.g. "llamagen"), which the pipeline checks instead.
+    tokenizer_source: str | None = None
     # A bottom-level prior: the top grid it is conditioned on (0 and () for none).
     context_codebook_size: int = 0
     context_grid_shape: tuple[int, ...] = ()

@@ -48,9 +48,6 @@ class GPTPriorConfig(PriorCodesConfig):
     positions: str = "sequence"
     zero_condition_rope: bool = False  # LlamaGen: the condition token's query and key are zeroed by its RoPE row
     rms_norm_eps: float = 1e-6  # transformers' Llama default; LlamaGen's is 1e-5
-    # A converted prior's codes come from a published tokenizer (no fingerprint can match): its family, e.g.
-    # "llamagen", which the pipeline checks against where the tokenizer was converted from.
-    tokenizer_source: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

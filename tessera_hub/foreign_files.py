@@ -18,6 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .folders import resolve_folder
+
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """A flat {name: tensor} from a safetensors file, or from a PyTorch file holding exactly such a dict."""
@@ -60,3 +62,23 @@ def read_torch_checkpoint(path: str | Path, stand_ins: Mapping[str, type] = Mapp
     if not isinstance(loaded, dict):
         raise ValueError(f"{path} holds a {type(loaded).__name__}; expected a dict (a state dict or a checkpoint)")
     return loaded
+
+
+def foreign_checkpoint(name_or_path: str | Path, filename: str | None, config: str | Path | None = None,
+                       **hub) -> tuple[Path, Path | None]:
+    """A single-file checkpoint (and a config beside it, such as taming's YAML): local paths, or files of a Hub repo
+    id (`filename`: the checkpoint's name in the repo); `hub`: resolve_folder's revision, cache_dir,
+    local_files_only, token."""
+    path = Path(name_or_path)
+    if path.is_file():
+        if filename is not None:
+            raise ValueError(f"filename={filename!r} is for Hub repo ids, but {path} is a local file")
+        return path, Path(config) if config is not None else None
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: expected the checkpoint file itself (or a Hub repo id with filename)")
+    if filename is None:
+        raise ValueError(f"{name_or_path} is not a local file; for a Hub repo id give filename (the checkpoint's "
+                         f"name in the repo)")
+    files = (filename, *([str(config)] if config is not None else []))
+    folder = resolve_folder(name_or_path, files, "a checkpoint", **hub)
+    return folder / filename, folder / config if config is not None else None

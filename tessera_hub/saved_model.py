@@ -18,6 +18,8 @@ from .configs import check_config_types, config_from_dict, read_json_object
 from .folders import CONFIG_NAME, WEIGHTS_NAME, load_weights_strict, one_line, resolve_folder
 from .model_card import ModelCardMixin
 
+CONVERTED_KEY = "converted_from"  # config.json: where a converted model came from
+
 
 class JSONConfig:
     """For a config dataclass: `to_dict()` is what config.json holds, `from_dict(data)` reads it back."""
@@ -40,6 +42,9 @@ class SavedModel(ModelCardMixin, PyTorchModelHubMixin, library_name="tessera", t
     kind_key: str
     legacy_kind: str | None = None
     noun: str = "model"
+    # A model converted from a published checkpoint: {"source": its format, "path": file or repo, ...options},
+    # kept in config.json beside the config (never part of it, so a tokenizer's fingerprint does not change).
+    converted_from: dict | None = None
 
     @classmethod
     def kind(cls) -> str:
@@ -61,6 +66,8 @@ class SavedModel(ModelCardMixin, PyTorchModelHubMixin, library_name="tessera", t
     def _save_pretrained(self, save_directory: Path) -> None:
         """config.json ({kind_key: kind, **config}), then the mixin's model.safetensors."""
         config = {self.kind_key: self.kind(), **self.config.to_dict()}
+        if self.converted_from:
+            config[CONVERTED_KEY] = self.converted_from
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         super()._save_pretrained(save_directory)
 
@@ -84,6 +91,7 @@ class SavedModel(ModelCardMixin, PyTorchModelHubMixin, library_name="tessera", t
         token). The folder must hold this class's kind, and every weight must be present and match."""
         folder = cls.resolve(name_or_path, **hub)
         kind, data = cls.read_config(folder)
+        converted_from = data.pop(CONVERTED_KEY, None)
         if kind != cls.kind():
             raise ValueError(f"{folder} holds a {kind!r} {cls.noun}; expected {cls.kind()!r}")
         try:
@@ -91,7 +99,9 @@ class SavedModel(ModelCardMixin, PyTorchModelHubMixin, library_name="tessera", t
             check_config_types(config)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{folder / CONFIG_NAME}: {err}") from None
-        return super().from_pretrained(folder, config=config, map_location=map_location)
+        model = super().from_pretrained(folder, config=config, map_location=map_location)
+        model.converted_from = converted_from
+        return model
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, config, map_location: str | torch.device = "cpu", **hub):

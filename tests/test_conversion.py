@@ -25,7 +25,7 @@ from transformers import JanusVQVAE, JanusVQVAEConfig
 from pipelines import ImageGenerationPipeline, TokenizeDatasetConfig, tokenize_dataset
 from pipelines.training import train_tokenizer
 from tests.conftest import run_script, tiny_prior_for, write_images
-from tokenizer import VQGAN, AutoencoderConfig, QuantizerConfig, VQGANConfig
+from tokenizer import VQGAN, AutoencoderConfig, QuantizerConfig, VQGANConfig, load_tokenizer
 from tokenizer.conversion import convert_tokenizer
 from tokenizer.data import ImageDataConfig
 from tokenizer.training import TokenizerModelSettings, TrainTokenizerConfig
@@ -323,7 +323,8 @@ def test_converted_tokenizer_tokenizes_generates_and_fine_tunes(tmp_path):
                         "--output_dir", tmp_path / "tok", "--resolution", 32)
     summary = json.loads(result.stdout)
     assert summary["grid"] == [8, 8] and summary["codebook_size"] == 48 and summary["config"]["resolution"] == 32
-    assert json.loads((tmp_path / "tok" / "converted_from.json").read_text())["source"] == "diffusers"
+    assert json.loads((tmp_path / "tok" / "config.json").read_text())["converted_from"]["source"] == "diffusers"
+    assert load_tokenizer(tmp_path / "tok").converted_from["path"] == str(tmp_path / "vqmodel")
     images = write_images(tmp_path / "pictures", 5, size=16)
     manifest = tokenize_dataset(tmp_path / "tok", TokenizeDatasetConfig(
         dataset=str(images), split="train", output_dir=str(tmp_path / "codes"), num_workers=0, progress=False))

@@ -110,3 +110,48 @@ def test_text_to_image_checkpoints_are_refused(reference):
     state["cls_embedding.cap_proj.fc1.weight"] = torch.zeros(32, 8)
     with pytest.raises(ValueError, match="text-to-image"):
         convert_llamagen_gpt(state, 4, 2)
+
+
+# --- a converted pair in the pipeline -----------------------------------------------------------------------
+
+
+def imagenet_prior_file(reference, folder: Path) -> Path:
+    """The fixture's model with a 1,001-row class table (LlamaGen's ImageNet models): c2i_tiny_64.pt."""
+    state = llamagen_weights(reference)
+    state["cls_embedding.embedding_table.weight"] = torch.randn(1001, 32, generator=torch.Generator().manual_seed(0))
+    torch.save({"model": state}, folder / "c2i_tiny_64.pt")
+    return folder / "c2i_tiny_64.pt"
+
+
+def test_a_converted_llamagen_pair_generates_imagenet_classes_by_name(reference, tmp_path):
+    from pipelines import ImageGenerationPipeline, load_pipeline
+    from pipelines.commands import convert
+    from tests.test_conversion import JANUS_CONFIGS, llamagen_state_dict, perturbed
+    from tokenizer import load_tokenizer
+    from transformers import JanusVQVAE, JanusVQVAEConfig
+
+    # A LlamaGen VQ of 48 codes on a 4x4 grid at 16 px, as the fixture's prior expects.
+    vq = perturbed(JanusVQVAE(JanusVQVAEConfig(**{**JANUS_CONFIGS["one-block"], "num_embeddings": 48})), True)
+    torch.save({"model": llamagen_state_dict(vq)}, tmp_path / "vq_ds4.pt")
+    convert.main(["--source", "llamagen", str(tmp_path / "vq_ds4.pt"), "--resolution", "16",
+                  "--output_dir", str(tmp_path / "tokenizer")])
+    summary = convert.main(["--source", "llamagen-gpt", str(imagenet_prior_file(reference, tmp_path)),
+                            "--num_heads", "2", "--output_dir", str(tmp_path / "prior")])
+    assert summary["grid"] == [4, 4] and summary["converted_from"]["num_heads"] == 2
+
+    pipe = load_pipeline(tokenizer=tmp_path / "tokenizer", prior=tmp_path / "prior")
+    assert pipe.class_names[207] == "golden retriever" and len(pipe.class_names) == 1000
+    out = pipe(2, class_labels=["golden retriever", "otter"], guidance_scale=2.0, top_k=4, output_type="pt",
+               generator=torch.Generator().manual_seed(0))
+    assert out.images.shape == (2, 3, 16, 16) and out.indices.shape == (2, 4, 4)
+    pipe.save_pretrained(tmp_path / "pipeline")  # the tokenizer's provenance travels with it
+    again = load_pipeline(tmp_path / "pipeline")
+    assert again.tokenizer.converted_from["source"] == "llamagen"
+
+    # A tokenizer trained here (or converted from elsewhere) does not pair with a LlamaGen prior, even with the
+    # same codebook size and grid.
+    native = load_tokenizer(tmp_path / "tokenizer")
+    native.converted_from = None
+    with pytest.raises(ValueError, match="tokenizer source: the prior models codes of a tokenizer converted from "
+                                         "llamagen.*was not converted"):
+        ImageGenerationPipeline(native, pipe.prior)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from tessera_hub import resolve_folder
+from tessera_hub.foreign_files import foreign_checkpoint
 
 from ..models.vqgan import VQGAN
 from .diffusers import CONFIG as DIFFUSERS_CONFIG, WEIGHTS as DIFFUSERS_WEIGHTS, read_diffusers
@@ -59,7 +60,7 @@ def read_foreign(
                                 also_download=(JANUS_INDEX,), **hub)
         return read_janus(folder)
     if source in ("taming", "llamagen"):
-        checkpoint, yaml_path = _single_file(name_or_path, filename, config, hub)
+        checkpoint, yaml_path = foreign_checkpoint(name_or_path, filename, config, **hub)
         if source == "taming":
             return read_taming(checkpoint, yaml_path)
         if config is not None:
@@ -73,20 +74,3 @@ def read_foreign(
 def convert_tokenizer(source: str, name_or_path: str | Path, **options) -> VQGAN:
     """The published tokenizer as a tokenizer.VQGAN (eval mode); options as read_foreign's."""
     return read_foreign(source, name_or_path, **options).to_tessera()
-
-
-def _single_file(name_or_path, filename, config, hub) -> tuple[Path, Path | None]:
-    """A checkpoint file (and taming's YAML): local paths, or files of a Hub repo."""
-    path = Path(name_or_path)
-    if path.is_file():
-        if filename is not None:
-            raise ValueError(f"filename={filename!r} is for Hub repo ids, but {path} is a local file")
-        return path, Path(config) if config is not None else None
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder: expected the checkpoint file itself (or a Hub repo id with filename)")
-    if filename is None:
-        raise ValueError(f"{name_or_path} is not a local file; for a Hub repo id give filename (the checkpoint's "
-                         f"name in the repo)")
-    files = (filename, *([str(config)] if config is not None else []))
-    folder = resolve_folder(name_or_path, files, "a checkpoint", **hub)
-    return folder / filename, folder / config if config is not None else None
