@@ -39,7 +39,7 @@ from pipelines.training import train_prior
 from pipelines.training_run import TrainingRun, read_metrics
 from prior import GPT_PRESETS, CodesDataset, GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
 from prior.decode_step import FusedLlamaDecoder
-from prior.training import PRIORS, PriorTrainer, TrainPriorConfig, prior_loss
+from prior.training import PRIOR_CLASSES, PriorTrainer, TrainPriorConfig, prior_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,7 +269,7 @@ def prior_quality(codes_dir: Path, args, workdir: Path) -> dict:
         start = time.perf_counter()
         output = train_prior(config)
         lines = read_metrics(output)
-        model = PRIORS[prior][0].from_pretrained(output)
+        model = PRIOR_CLASSES[prior].from_pretrained(output)
         result[prior] = {
             "size": size, "parameters": sum(p.numel() for p in model.parameters()),
             "val_bits_per_token": lines[-1]["val_bits_per_token"], "train_seconds": time.perf_counter() - start,

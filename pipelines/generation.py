@@ -23,15 +23,13 @@ import torch
 from huggingface_hub import ModelHubMixin
 from PIL import Image
 
-from prior.gpt import GPTPrior
-from prior.pixelcnn import PixelCNNPrior
+from prior.loading import PRIOR_CLASSES, load_prior
 from tessera_hub import CONFIG_NAME, WEIGHTS_NAME, read_json_object, resolve_folder
 from tessera_hub.model_card import ModelCardMixin
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageTransform, image_to_rgb
 from tokenizer.models.loading import Tokenizer
 
-PRIOR_CLASSES = {"gpt": GPTPrior, "pixelcnn": PixelCNNPrior}
 PRIOR_PARTS = ("prior", "bottom_prior")  # the folders of the priors, coarsest level first
 PIPELINE_NAME = "pipeline.json"
 PIPELINE_FORMAT = "tessera-pipeline"
@@ -344,15 +342,6 @@ def load_pipeline(name_or_path: str | Path | None = None, map_location: str | to
     if (path / CONFIG_NAME).is_file() and not (path / PIPELINE_NAME).is_file():
         return ImageGenerationPipeline(load_tokenizer(path, map_location=map_location))
     return ImageGenerationPipeline.from_pretrained(name_or_path, map_location=map_location)
-
-
-def load_prior(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """A prior folder (or Hub id) of any type, its class named by the prior_type in its config.json."""
-    folder = resolve_folder(name_or_path, (CONFIG_NAME, WEIGHTS_NAME), "a prior folder")
-    kind = read_json_object(folder / CONFIG_NAME).get("prior_type")
-    if kind not in PRIOR_CLASSES:
-        raise ValueError(f"{folder / CONFIG_NAME} names prior type {kind!r}; expected one of {sorted(PRIOR_CLASSES)}")
-    return PRIOR_CLASSES[kind].from_pretrained(folder, map_location=map_location)
 
 
 def _convert(pixels: torch.Tensor, output_type: str):

@@ -29,11 +29,11 @@ from tqdm.auto import tqdm
 
 from tessera_hub import HubSettings, load_weights_strict
 
-from .gpt import GPT_PRESETS, GPTPrior, GPTPriorConfig
+from .gpt import GPT_PRESETS
 from .index_files import LEVELS, CodesDataset, codebook_sizes
-from .pixelcnn import PIXELCNN_PRESETS, PixelCNNPrior, PixelCNNPriorConfig
+from .loading import PRIOR_CLASSES, load_prior, prior_for_codes
+from .pixelcnn import PIXELCNN_PRESETS
 
-PRIORS = {"gpt": (GPTPrior, GPTPriorConfig), "pixelcnn": (PixelCNNPrior, PixelCNNPriorConfig)}
 # curves.png panels: title -> metric names (pipelines.training_run draws them)
 CURVES = {"bits per token": ["bits_per_token", "val_bits_per_token"], "learning rate": ["lr"]}
 LN2 = math.log(2.0)
@@ -89,6 +89,12 @@ class TrainPriorConfig:
     checkpoints_total_limit: int | None = field(default=2, metadata={
         "help": "checkpoints kept (at least 2); none = all"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder or 'latest'"})
+    # Fine-tuning: the folder's prior (config and weights) replaces --prior and --size; it must model the codes'
+    # codebook and grid. Other classes get new class rows (prior/loading.py), the code rows are kept.
+    init_from: str | None = field(default=None, metadata={
+        "help": "a saved prior folder or Hub id (an earlier run, or one from tessera convert) whose config and "
+                "weights start the run (--prior and --size are then ignored); codes with other classes get new "
+                "class rows, each starting as the null class"})
     max_nonfinite_steps: int = field(default=5, metadata={
         "help": "this many steps in a row with a non-finite loss (each skipped) stop the run, saving no model"})
     report_to: str = field(default="none", metadata={"help": "experiment trackers: tensorboard, wandb, all or none"})
@@ -99,8 +105,8 @@ class TrainPriorConfig:
     hub: HubSettings = field(default_factory=HubSettings)
 
     def __post_init__(self) -> None:
-        if self.prior not in PRIORS:
-            raise ValueError(f"prior={self.prior!r}: expected one of {sorted(PRIORS)}")
+        if self.prior not in PRIOR_CLASSES:
+            raise ValueError(f"prior={self.prior!r}: expected one of {sorted(PRIOR_CLASSES)}")
         if self.level is not None and self.level not in LEVELS:
             raise ValueError(f"level={self.level!r}: expected one of {list(LEVELS)}, or none for one-level codes")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -135,7 +141,16 @@ class GridDecoder:
 
 
 def build_prior(config: TrainPriorConfig, codes: CodesDataset) -> nn.Module:
-    model_cls, config_cls = PRIORS[config.prior]
+    """A new prior for the codes, or (init_from) the saved one made ready for them (prior.loading)."""
+    if config.init_from is not None:
+        loaded = load_prior(config.init_from)
+        overrides = {"dropout": config.dropout} if loaded.prior_type == "gpt" else {}
+        return prior_for_codes(loaded, codes.codebook_size, codes.grid_shape,
+                               (codes.context_codebook_size, codes.context_grid_shape) if codes.has_context else (0, ()),
+                               codes.num_classes, tuple(codes.class_names) if codes.num_classes else (),
+                               codes.fingerprint, **overrides)
+    model_cls = PRIOR_CLASSES[config.prior]
+    config_cls = model_cls.config_class
     extra = {"dropout": config.dropout} if config.prior == "gpt" else {}
     if codes.has_context:  # a bottom-level prior reads the top grid
         extra.update(context_codebook_size=codes.context_codebook_size, context_grid_shape=codes.context_grid_shape)

@@ -40,6 +40,10 @@ DIFFUSERS_CONFIGS = {
     "deeper": dict(block_out_channels=(32, 32, 64), down_block_types=("DownEncoderBlock2D",) * 3,
                    up_block_types=("UpDecoderBlock2D",) * 3, layers_per_block=2, latent_channels=8,
                    num_vq_embeddings=32, mid_block_add_attention=False, sample_size=16),
+    # 16 groups at widths 32 and 64: with the default 32 the norms would group the channels differently.
+    "sixteen-groups": dict(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                           up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=8,
+                           num_vq_embeddings=32, norm_num_groups=16, sample_size=16),
 }
 JANUS_CONFIGS = {
     "one-block": dict(base_channels=32, channel_multiplier=[1, 2, 2], num_res_blocks=1, embed_dim=8,

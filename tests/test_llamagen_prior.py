@@ -123,23 +123,30 @@ def imagenet_prior_file(reference, folder: Path) -> Path:
     return folder / "c2i_tiny_64.pt"
 
 
-def test_a_converted_llamagen_pair_generates_imagenet_classes_by_name(reference, tmp_path):
-    from pipelines import ImageGenerationPipeline, load_pipeline
+@pytest.fixture(scope="module")
+def converted_pair(reference, tmp_path_factory) -> Path:
+    """tokenizer/ and prior/ written by tessera convert: a LlamaGen VQ of 48 codes on a 4x4 grid at 16 px (the
+    fixture prior's codes) and the fixture prior with ImageNet's 1,000 classes."""
     from pipelines.commands import convert
     from tests.test_conversion import JANUS_CONFIGS, llamagen_state_dict, perturbed
-    from tokenizer import load_tokenizer
     from transformers import JanusVQVAE, JanusVQVAEConfig
 
-    # A LlamaGen VQ of 48 codes on a 4x4 grid at 16 px, as the fixture's prior expects.
+    folder = tmp_path_factory.mktemp("pair")
     vq = perturbed(JanusVQVAE(JanusVQVAEConfig(**{**JANUS_CONFIGS["one-block"], "num_embeddings": 48})), True)
-    torch.save({"model": llamagen_state_dict(vq)}, tmp_path / "vq_ds4.pt")
-    convert.main(["--source", "llamagen", str(tmp_path / "vq_ds4.pt"), "--resolution", "16",
-                  "--output_dir", str(tmp_path / "tokenizer")])
-    summary = convert.main(["--source", "llamagen-gpt", str(imagenet_prior_file(reference, tmp_path)),
-                            "--num_heads", "2", "--output_dir", str(tmp_path / "prior")])
+    torch.save({"model": llamagen_state_dict(vq)}, folder / "vq_ds4.pt")
+    convert.main(["--source", "llamagen", str(folder / "vq_ds4.pt"), "--resolution", "16",
+                  "--output_dir", str(folder / "tokenizer")])
+    summary = convert.main(["--source", "llamagen-gpt", str(imagenet_prior_file(reference, folder)),
+                            "--num_heads", "2", "--output_dir", str(folder / "prior")])
     assert summary["grid"] == [4, 4] and summary["converted_from"]["num_heads"] == 2
+    return folder
 
-    pipe = load_pipeline(tokenizer=tmp_path / "tokenizer", prior=tmp_path / "prior")
+
+def test_a_converted_llamagen_pair_generates_imagenet_classes_by_name(converted_pair, tmp_path):
+    from pipelines import ImageGenerationPipeline, load_pipeline
+    from tokenizer import load_tokenizer
+
+    pipe = load_pipeline(tokenizer=converted_pair / "tokenizer", prior=converted_pair / "prior")
     assert pipe.class_names[207] == "golden retriever" and len(pipe.class_names) == 1000
     out = pipe(2, class_labels=["golden retriever", "otter"], guidance_scale=2.0, top_k=4, output_type="pt",
                generator=torch.Generator().manual_seed(0))
@@ -150,8 +157,42 @@ def test_a_converted_llamagen_pair_generates_imagenet_classes_by_name(reference,
 
     # A tokenizer trained here (or converted from elsewhere) does not pair with a LlamaGen prior, even with the
     # same codebook size and grid.
-    native = load_tokenizer(tmp_path / "tokenizer")
+    native = load_tokenizer(converted_pair / "tokenizer")
     native.converted_from = None
     with pytest.raises(ValueError, match="tokenizer source: the prior models codes of a tokenizer converted from "
                                          "llamagen.*was not converted"):
         ImageGenerationPipeline(native, pipe.prior)
+
+
+def test_a_converted_prior_fine_tunes_on_codes_with_other_classes(converted_pair, tmp_path):
+    """train_prior --init_from: the code rows and the null row come over, each new class starts as the null row
+    (learning rate 0 keeps the weights as they start), and the codes' tokenizer is recorded."""
+    from pipelines import TokenizeDatasetConfig, tokenize_dataset
+    from pipelines.training import train_prior
+    from prior.loading import load_prior
+    from prior.training import TrainPriorConfig
+    from tests.conftest import write_images
+
+    images = write_images(tmp_path / "pictures", 4, size=16, classes=("cats", "dogs", "owls"))
+    manifest = tokenize_dataset(converted_pair / "tokenizer", TokenizeDatasetConfig(
+        dataset=str(images), split="train", output_dir=str(tmp_path / "codes"), num_workers=0, progress=False))
+    out = train_prior(TrainPriorConfig(
+        codes_dir=str(tmp_path / "codes"), output_dir=str(tmp_path / "tuned"), init_from=str(converted_pair / "prior"),
+        max_steps=2, learning_rate=0.0, warmup_steps=0, validation_fraction=0.0, progress=False))
+    start, tuned = load_prior(converted_pair / "prior"), load_prior(out)
+    assert tuned.config.num_classes == 3 and tuned.config.class_names == ("cats", "dogs", "owls")
+    assert tuned.config.tokenizer_fingerprint == manifest["tokenizer_fingerprint"]
+    assert tuned.config.positions == "grid" and tuned.config.tokenizer_source == "llamagen"
+    old = start.transformer.model.embed_tokens.weight
+    new = tuned.transformer.model.embed_tokens.weight
+    assert new.shape == (48 + 3 + 1, 32)
+    assert torch.equal(new[:48], old[:48]) and torch.equal(new[51], old[48 + 1000])  # codes, null
+    assert torch.equal(new[48:51], old[48 + 1000].expand(3, -1))  # each new class starts as the null class
+    assert torch.equal(tuned.transformer.lm_head.weight[:48], start.transformer.lm_head.weight[:48])
+
+    with pytest.raises(ValueError, match=r"models \(4, 4\) grids of 48 codes.*\(2, 3\) grids of 50 codes"):
+        from tests.conftest import make_codes
+
+        make_codes(tmp_path / "other")
+        train_prior(TrainPriorConfig(codes_dir=str(tmp_path / "other"), output_dir=str(tmp_path / "x"),
+                                     init_from=str(converted_pair / "prior"), max_steps=1, progress=False))

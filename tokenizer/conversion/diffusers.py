@@ -38,8 +38,6 @@ def diffusers_config(config: dict, folder: Path) -> VQGANConfig:
         raise _unsupported(folder, "norm_type", config["norm_type"], "GroupNorm decoders only (not MoVQ's spatial norm)")
     if config.get("act_fn", "silu") not in ("silu", "swish"):  # diffusers' two names of x·sigmoid(x)
         raise _unsupported(folder, "act_fn", config["act_fn"], "SiLU activations only")
-    if config.get("norm_num_groups", 32) != 32:
-        raise _unsupported(folder, "norm_num_groups", config["norm_num_groups"], "GroupNorm with 32 groups")
     if config.get("in_channels", 3) != config.get("out_channels", 3):
         raise _unsupported(folder, "out_channels", config.get("out_channels"), "as many output as input channels")
     widths = list(config.get("block_out_channels", (64,)))
@@ -60,6 +58,7 @@ def diffusers_config(config: dict, folder: Path) -> VQGANConfig:
         num_res_blocks=config.get("layers_per_block", 1), z_channels=latent,
         use_attention=config.get("mid_block_add_attention", True),
         attention_levels=tuple(level for level, attention in enumerate(down) if attention),
+        norm_groups=config.get("norm_num_groups", 32),
     )
     quantizer = imported_quantizer(config.get("num_vq_embeddings", 256), config.get("vq_embed_dim") or latent, False)
     return VQGANConfig(autoencoder, quantizer)

@@ -44,6 +44,8 @@ class AutoencoderConfig:
         "help": "levels (0 = full resolution) whose every residual block is followed by self-attention"})
     dropout: float = field(default=0.0, metadata={
         "help": "dropout probability in every residual block of the encoders and decoders (a vqvae2's top level too)"})
+    # diffusers' norm_num_groups; a width it does not divide takes the largest common divisor (tiny test configs).
+    norm_groups: int = field(default=32, metadata={"help": "GroupNorm groups in the encoder and decoder"})
 
     def __post_init__(self) -> None:
         if self.downsample_factor not in DOWNSAMPLE_FACTORS:
@@ -60,7 +62,7 @@ class AutoencoderConfig:
             )
         check_attention_levels(self.attention_levels, levels)
         check_resolution(self.resolution, self.downsample_factor)
-        for name in ("channels", "num_res_blocks", "z_channels", "in_channels"):
+        for name in ("channels", "num_res_blocks", "z_channels", "in_channels", "norm_groups"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a positive integer")
 
@@ -73,7 +75,7 @@ class AutoencoderConfig:
     def layout(self) -> LevelLayout:
         """The levels of the image encoder and decoder."""
         return LevelLayout(self.channels, self.channel_mult, self.num_res_blocks, self.use_attention, self.dropout,
-                           self.attention_levels)
+                           self.attention_levels, self.norm_groups)
 
 
 def check_resolution(resolution: int, factor: int) -> None:
@@ -90,11 +92,11 @@ def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
 class ResidualBlock(nn.Module):
     """norm → SiLU → conv, twice, plus a (1x1-projected when widths differ) skip."""
 
-    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0):
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, groups: int = 32):
         super().__init__()
-        self.norm1 = group_norm(in_channels)
+        self.norm1 = group_norm(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(out_channels)
+        self.norm2 = group_norm(out_channels, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
@@ -108,9 +110,9 @@ class ResidualBlock(nn.Module):
 class SelfAttention(nn.Module):
     """Single-head self-attention over all spatial positions, scaled by 1/sqrt(channels)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, groups: int = 32):
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -151,11 +153,11 @@ def check_attention_levels(attention_levels: Sequence[int], num_levels: int) -> 
                          f"0 (full resolution) to {num_levels - 1} (the lowest)")
 
 
-def _middle(channels: int, use_attention: bool, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = [ResidualBlock(channels, channels, dropout)]
-    if use_attention:
-        layers.append(SelfAttention(channels))
-    layers.append(ResidualBlock(channels, channels, dropout))
+def _middle(channels: int, layout: "LevelLayout") -> nn.Sequential:
+    layers: list[nn.Module] = [ResidualBlock(channels, channels, layout.dropout, layout.norm_groups)]
+    if layout.use_attention:
+        layers.append(SelfAttention(channels, layout.norm_groups))
+    layers.append(ResidualBlock(channels, channels, layout.dropout, layout.norm_groups))
     return nn.Sequential(*layers)
 
 
@@ -170,6 +172,7 @@ class LevelLayout:
     use_attention: bool = False
     dropout: float = 0.0
     attention_levels: tuple[int, ...] = ()
+    norm_groups: int = 32
 
     def __post_init__(self) -> None:
         check_attention_levels(self.attention_levels, len(self.channel_mult))
@@ -183,10 +186,10 @@ class LevelLayout:
         when the level is one of the attention levels."""
         blocks: list[nn.Module] = []
         for _ in range(count):
-            blocks.append(ResidualBlock(width, out_width, self.dropout))
+            blocks.append(ResidualBlock(width, out_width, self.dropout, self.norm_groups))
             width = out_width
             if level in self.attention_levels:
-                blocks.append(SelfAttention(width))
+                blocks.append(SelfAttention(width, self.norm_groups))
         return blocks
 
 
@@ -205,8 +208,8 @@ class Encoder(nn.Module):
             if level < len(widths) - 1:
                 blocks.append(Downsample(width))
         self.down = nn.Sequential(*blocks)
-        self.middle = _middle(width, layout.use_attention, layout.dropout)
-        self.norm_out = group_norm(width)
+        self.middle = _middle(width, layout)
+        self.norm_out = group_norm(width, layout.norm_groups)
         self.conv_out = nn.Conv2d(width, z_channels, 3, padding=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -222,7 +225,7 @@ class Decoder(nn.Module):
         widths = layout.widths
         width = widths[-1]
         self.conv_in = nn.Conv2d(z_channels, width, 3, padding=1)
-        self.middle = _middle(width, layout.use_attention, layout.dropout)
+        self.middle = _middle(width, layout)
         blocks: list[nn.Module] = []
         for level in reversed(range(len(widths))):
             # One block more than the encoder per level, as in taming's decoder.
@@ -231,7 +234,7 @@ class Decoder(nn.Module):
             if level > 0:
                 blocks.append(Upsample(width))
         self.up = nn.Sequential(*blocks)
-        self.norm_out = group_norm(width)
+        self.norm_out = group_norm(width, layout.norm_groups)
         self.conv_out = nn.Conv2d(width, out_channels, 3, padding=1)
 
     @property

@@ -75,11 +75,13 @@ class TokenizerConfig:
 
     def fingerprint_dict(self) -> dict:
         """What the fingerprint hashes: to_dict() with the architecture's name, and without `attention_levels`
-        while it is empty and a vq quantizer's choice fields (fields newer than the first saved tokenizers), so
-        older fingerprints still hold."""
+        while it is empty, `norm_groups` at 32 and a vq quantizer's choice fields (fields newer than the first
+        saved tokenizers), so older fingerprints still hold."""
         data = {"architecture": self.saved_architecture, **self.to_dict()}
         if not self.autoencoder.attention_levels:
             data.pop("attention_levels")
+        if self.autoencoder.norm_groups == 32:
+            data.pop("norm_groups")
         for quantizer in ("quantizer", "top_quantizer"):  # likewise the fields newer than vq alone, on a vq
             if isinstance(data.get(quantizer), dict) and data[quantizer]["kind"] == "vq":
                 data[quantizer] = {k: v for k, v in data[quantizer].items() if k not in QUANTIZER_CHOICE_FIELDS}

@@ -96,7 +96,7 @@ class VQVAE2(TokenizerModule):
         # attention levels index the image levels (the bottom encoder's and the image decoder's).
         top_levels = int(math.log2(config.top_downsample_factor)) + 1
         top = LevelLayout(image.channels * image.channel_mult[-1], (1,) * top_levels, image.num_res_blocks,
-                          image.use_attention, image.dropout)
+                          image.use_attention, image.dropout, norm_groups=image.norm_groups)
         self.bottom_encoder = Encoder(image.in_channels, z, image.layout)
         self.top_encoder = Encoder(z, z, top)
         self.top_quant_conv = nn.Conv2d(z, top_dim, 1)
