@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate.utils import broadcast, set_seed
+from accelerate.utils import DistributedType, broadcast, set_seed
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from tessera_hub import HubSettings, load_weights_strict
 
-from .gpt import GPT_PRESETS
+from .gpt import GPT_PRESETS, GPTPrior
 from .index_files import LEVELS, CodesDataset, codebook_sizes
 from .loading import PRIOR_CLASSES, load_prior, prior_for_codes
 from .pixelcnn import PIXELCNN_PRESETS
@@ -69,6 +69,9 @@ class TrainPriorConfig:
     adam_betas: tuple[float, float] = field(default=(0.9, 0.95), metadata={"help": "AdamW betas β1,β2"})
     warmup_steps: int = field(default=100, metadata={"help": "steps of linear learning-rate warm-up from 0"})
     lr_schedule: str = field(default="cosine", metadata={"help": "constant, cosine or linear, after the warm-up"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "GPT: recompute each layer's activations in the backward pass instead of keeping them (less memory "
+                "for a big prior, about a third more time per step)"})
     max_grad_norm: float | None = field(default=1.0, metadata={
         "help": "clip the gradient norm to this; none or 0 = no clipping"})
     mixed_precision: str = field(default="no", metadata={"help": "autocast precision: no (fp32), fp16 or bf16"})
@@ -115,6 +118,8 @@ class TrainPriorConfig:
             raise ValueError(f"class_dropout={self.class_dropout}: expected a probability")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout}: expected a probability below 1")
+        if self.gradient_checkpointing and self.prior != "gpt" and self.init_from is None:
+            raise ValueError("gradient_checkpointing is for the gpt prior; the pixelcnn prior has none")
         if self.dropout > 0 and self.prior != "gpt":
             raise ValueError(f"dropout={self.dropout}: only the gpt prior has dropout; the {self.prior} prior has none")
         if self.early_stopping_patience < 0:
@@ -241,6 +246,17 @@ class PriorTrainer:
         check_decoder(decoder, self.train_codes)
         self.decoder = decoder
         self.model = build_prior(config, self.train_codes)
+        if c.gradient_checkpointing:
+            if not isinstance(self.model, GPTPrior):
+                raise ValueError(f"gradient_checkpointing is for the gpt prior; {c.init_from} holds a "
+                                 f"{self.model.prior_type} prior")
+            self.model.transformer.gradient_checkpointing_enable({"use_reentrant": False})
+        # FSDP (accelerate launch with an FSDP config): each process holds a shard of the weights, so the whole
+        # model exists only when gathered (whole_model) and every forward runs on all processes together.
+        self.sharded = self.accelerator.distributed_type == DistributedType.FSDP
+        if self.sharded and c.ema_decay > 0:
+            raise ValueError(f"ema_decay={c.ema_decay} under FSDP: the EMA would need the whole model on every "
+                             f"process; train without --ema_decay, or with DDP")
         self.conditional = self.train_codes.num_classes > 0
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay)) if c.ema_decay > 0 else None
         optimizer = torch.optim.AdamW(parameter_groups(self.model, c.weight_decay), lr=c.learning_rate, betas=tuple(c.adam_betas))
@@ -297,7 +313,7 @@ class PriorTrainer:
     def validation_bits_per_token(self) -> float | None:
         if self.val_codes is None or len(self.val_codes) == 0:
             return None
-        model = self._model_to_save()
+        model = self._model_to_evaluate()
         model.eval()
         total, count = 0.0, 0
         size = self.config.batch_size
@@ -317,11 +333,13 @@ class PriorTrainer:
 
     @torch.no_grad()
     def save_samples(self, step: int) -> None:
-        if self.decoder is None or not self.accelerator.is_main_process:
+        if self.decoder is None or not (self.sharded or self.accelerator.is_main_process):
+            return
+        model = self.whole_model()  # under FSDP every process takes part in gathering it
+        if model is None:
             return
         from torchvision.utils import save_image
 
-        model = self._model_to_save()
         model.eval()
         n = min(16, len(self.train_codes))
         labels = torch.arange(n) % self.train_codes.num_classes if self.conditional else None
@@ -365,8 +383,9 @@ class PriorTrainer:
         best = self.state["best_val"]
         if best is None or val_bits < best:
             self.state.update(best_val=val_bits, evals_since_best=0)
+            model = self.whole_model()
             if self.accelerator.is_main_process:
-                self._model_to_save().save_pretrained(self.best_dir)
+                model.save_pretrained(self.best_dir)
             self.accelerator.wait_for_everyone()
             return False
         self.state["evals_since_best"] += 1
@@ -374,6 +393,24 @@ class PriorTrainer:
 
     def _model_to_save(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.raw_model
+
+    def _model_to_evaluate(self) -> nn.Module:
+        """What validation runs on every process: under FSDP the wrapped model (its forward gathers the shards)."""
+        return self.model if self.sharded else self._model_to_save()
+
+    def whole_model(self) -> nn.Module | None:
+        """The model to save or sample on the main process, whole: under FSDP gathered through
+        accelerator.get_state_dict into a fresh copy (every process must call this; the others get None)."""
+        if not self.sharded:
+            return self._model_to_save()
+        state = self.accelerator.get_state_dict(self.model)
+        if not self.accelerator.is_main_process:
+            return None
+        raw = self.raw_model
+        model = type(raw)(raw.config)
+        model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
+        model.converted_from = getattr(raw, "converted_from", None)
+        return model.to(self.accelerator.device)
 
     def train(self) -> Path:
         c, acc = self.config, self.accelerator
@@ -415,8 +452,9 @@ class PriorTrainer:
         bar.close()
         self.run.finish()
         acc.wait_for_everyone()
+        model = self.whole_model()
         if acc.is_main_process:
-            model, best = self._model_to_save(), {}
+            best = {}
             if c.early_stopping_patience and self.state["best_val"] is not None:  # the best weights become the prior
                 load_weights_strict(model, self.best_dir / "model.safetensors")
                 best = {"val_bits_per_token": self.state["best_val"]}

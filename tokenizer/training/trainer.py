@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics.functional.image import peak_signal_noise_ratio
@@ -131,6 +131,10 @@ class TokenizerTrainer:
     def __init__(self, config: TrainTokenizerConfig, run, model: Tokenizer | None = None):
         self.config, self.run = config, run
         self.accelerator = run.accelerator
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            # Two models and two optimisers, each small: sharding them buys no memory worth its cost.
+            raise ValueError("tokenizers train on one process or several with DDP (accelerate launch without an "
+                             "FSDP config); FSDP is for big priors (tessera train-prior)")
         self.last_grid: Path | None = None  # the newest grid the run drew (the model card shows it)
         set_seed(config.seed)
         self.output_dir = run.output_dir
