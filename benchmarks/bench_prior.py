@@ -39,7 +39,8 @@ from pipelines.training import train_prior
 from pipelines.training_run import TrainingRun, read_metrics
 from prior import GPT_PRESETS, CodesDataset, GPTPrior, GPTPriorConfig, PixelCNNPrior, PixelCNNPriorConfig
 from prior.decode_step import FusedLlamaDecoder
-from prior.training import PRIOR_CLASSES, PriorTrainer, TrainPriorConfig, prior_loss
+from prior.loading import PRIOR_CLASSES
+from prior.training import PriorTrainer, TrainPriorConfig, prior_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,17 +49,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The GPT priors sampled: the 26M-parameter configuration issue 13 measured from outside, and the small preset.
 # Both over 1,024 codes on a 16x16 grid with 8 classes (+ the null token), one class token then 256 codes.
+# "llamagen-B": LlamaGen's GPT-B as `tessera convert --source llamagen-gpt` builds it from c2i_B_256.pt (111M
+# parameters, 16,384 VQ-16 codes on 16x16, 1,000 classes, 2-D rotary positions), random weights.
 SAMPLING_MODELS = {
     "26M": dict(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1344),
     "small": dict(GPT_PRESETS["small"]),
+    "llamagen-B": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=2048, codebook_size=16384,
+                       num_classes=1000, positions="grid", zero_condition_rope=True, rms_norm_eps=1e-5),
 }
 SAMPLING_GRID, SAMPLING_CODES, SAMPLING_CLASSES, SAMPLING_TOP_K = (16, 16), 1024, 8, 100
 
 
 def sampling_gpt(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> GPTPrior:
     torch.manual_seed(0)
-    config = GPTPriorConfig(codebook_size=SAMPLING_CODES, grid_shape=SAMPLING_GRID, num_classes=SAMPLING_CLASSES,
-                            **SAMPLING_MODELS[name])
+    config = GPTPriorConfig(**{"codebook_size": SAMPLING_CODES, "grid_shape": SAMPLING_GRID,
+                               "num_classes": SAMPLING_CLASSES, **SAMPLING_MODELS[name]})
     return GPTPrior(config).eval().to(device=device, dtype=dtype)
 
 
@@ -129,7 +134,7 @@ def sampling_speed(args) -> dict:
     for name in args.sample_models.split(","):
         model = sampling_gpt(name, device, dtype)
         n = model.config.sequence_length
-        row = {"parameters": sum(p.numel() for p in model.parameters())}
+        row = {"parameters": sum(p.numel() for p in model.parameters()), "codebook_size": model.config.codebook_size}
         for batch in (int(b) for b in args.sample_batches.split(",")):
             labels = torch.arange(batch, device=device) % SAMPLING_CLASSES
             samplers = {}
