@@ -5,10 +5,15 @@ i mod P). A shard is the unit of resumption: a run killed at any point and start
 settings keeps the finished shards, redoes the rest and ends with exactly the codes of an uninterrupted
 run; a rerun with other settings into the same folder is refused. Read the result with
 `prior.CodesDataset(output_dir)`.
+
+With `streaming`, a Hugging Face split is read as a stream (nothing downloaded before it is read): shard i is
+still rows [i·S, (i+1)·S) of the stream, each process reads the stream in order up to its last shard (passing
+over the other processes' rows undecoded), and a rerun resumes the same way (finished shards are passed over).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import time
@@ -48,6 +53,7 @@ class TokenizeDatasetConfig:
     data_dir: str | None = _data_field("data_dir")
     resize_mode: str = _data_field("resize_mode")
     max_images: int | None = _data_field("max_images")
+    streaming: bool = _data_field("streaming")
     batch_size: int = field(default=256, metadata={"help": "images encoded at once, per process"})
     num_workers: int = field(default=2, metadata={"help": "DataLoader workers decoding images"})
     shard_size: int = field(default=10_000, metadata={"help": "inputs per shard (the unit of resumption)"})
@@ -68,7 +74,7 @@ class TokenizeDatasetConfig:
     def image_data(self, resolution: int) -> ImageDataConfig:
         """The images at `resolution` (the tokenizer's), without random flips."""
         return ImageDataConfig(dataset=self.dataset, split=self.split, resolution=resolution, data_dir=self.data_dir,
-                               resize_mode=self.resize_mode, max_images=self.max_images)
+                               resize_mode=self.resize_mode, max_images=self.max_images, streaming=self.streaming)
 
 
 def tokenize_dataset(tokenizer: Tokenizer | str | Path, config: TokenizeDatasetConfig) -> dict | None:
@@ -87,6 +93,10 @@ def tokenize_dataset(tokenizer: Tokenizer | str | Path, config: TokenizeDatasetC
     model = model.to(state.device).eval()
     data = config.image_data(model.config.autoencoder.resolution)
     dataset = build_image_dataset(data)
+    if config.streaming and config.num_workers:
+        # Each worker would start the stream again for every shard: one reader, in order, is the fast way.
+        state.print(f"streaming: the stream is read in order by this process (num_workers {config.num_workers} -> 0)")
+        config = dataclasses.replace(config, num_workers=0)
     writer = CodesWriter(config.output_dir, _plan(model, dataset, data, config))
     if state.is_main_process:
         writer.start()

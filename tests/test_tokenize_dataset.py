@@ -95,6 +95,30 @@ def test_hub_loader_path_with_imagefolder(tokenizer_dir, folder, tmp_path):
     assert CodesDataset(out).class_names == ["ants", "bees", "cats"]
 
 
+def test_a_streamed_split_gives_the_codes_of_the_downloaded_one(tokenizer_dir, folder, tmp_path):
+    """--streaming reads the split row by row (datasets' IterableDataset: nothing downloaded first): the same
+    codes, labels and skipped rows as the split read whole, with two workers asked for (it reads in one) and a
+    process that resumes after a shard was lost."""
+    whole = tokenize_dataset(tokenizer_dir, small_run("imagefolder", tmp_path / "whole", data_dir=str(folder)))
+    streamed_run = small_run("imagefolder", tmp_path / "streamed", data_dir=str(folder), streaming=True,
+                             max_images=22, num_workers=2)
+    streamed = tokenize_dataset(tokenizer_dir, streamed_run)
+    assert streamed["count"] == whole["count"] == 21 and streamed["skipped"] == whole["skipped"]
+    a, b = CodesDataset(tmp_path / "whole"), CodesDataset(tmp_path / "streamed")
+    assert b.class_names == a.class_names
+    assert all(torch.equal(a[i][0], b[i][0]) and a[i][1] == b[i][1] for i in range(len(a)))
+    for lost in (tmp_path / "streamed").glob("shard-00002.*"):
+        lost.unlink()
+    again = tokenize_dataset(tokenizer_dir, streamed_run)  # only the missing shard is read and written again
+    c = CodesDataset(tmp_path / "streamed")
+    assert again["count"] == 21 and all(torch.equal(a[i][0], c[i][0]) for i in range(len(a)))
+
+
+def test_a_stream_of_unknown_length_needs_max_images(tokenizer_dir, folder, tmp_path):
+    with pytest.raises(ValueError, match="does not say how many images it holds: give max_images"):
+        tokenize_dataset(tokenizer_dir, small_run("imagefolder", tmp_path, data_dir=str(folder), streaming=True))
+
+
 @pytest.mark.parametrize("overrides, match", [
     (dict(shard_size=0), "shard_size=0: expected a positive integer"),
     (dict(batch_size=-1), "batch_size=-1: expected a positive integer"),

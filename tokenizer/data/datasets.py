@@ -170,6 +170,77 @@ class HFImageDataset(ImageDataset):
         raise UnreadableImage("no image data (neither bytes nor path)")
 
 
+class StreamedImageDataset(ImageDataset):
+    """A `datasets` streaming split (IterableDataset: nothing downloaded before it is read) read in order: item i
+    is the i-th row of the stream. Reading forward is cheap (rows before i are passed over undecoded); reading
+    backwards starts the stream again, so take it in order (tokenizing does: its shards are consecutive ranges).
+    `length`: the rows it holds (the split's size from the data set's card, or max_images)."""
+
+    def __init__(self, stream, length: int, transform: ImageTransform | None = None, source: str = "stream",
+                 name_prefix: str = ""):
+        import datasets
+
+        features = stream.features
+        if features is None:
+            raise ValueError(f"{source}: the stream does not declare its features, so its image column is unknown")
+        image_column = _find_image_column(features)
+        label_column = next((c for c in ("label", "labels") if isinstance(features.get(c), datasets.ClassLabel)), None)
+        super().__init__(transform, _RowLabels(self), features[label_column].names if label_column else [], source)
+        if label_column is None:
+            self.labels = None
+        columns = [image_column] + ([label_column] if label_column else [])
+        self.stream = stream.select_columns(columns).cast_column(image_column, datasets.Image(decode=False))
+        self.image_column, self.label_column = image_column, label_column
+        self.length, self.name_prefix = length, name_prefix
+        self._rows, self._next, self._row = None, 0, None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _name(self, index: int) -> str:
+        return f"{self.name_prefix}{index}"
+
+    def content_key(self) -> str:
+        return f"stream:{self.source}:{self.length}:{self.image_column}:{self.label_column}"
+
+    def row(self, index: int) -> dict:
+        """Row `index` of the stream (the one after the last read is the cheap case)."""
+        if self._row is not None and self._next == index + 1:
+            return self._row
+        if self._rows is None or index < self._next:  # (re)start the stream
+            self._rows, self._next = iter(self.stream), 0
+        while self._next <= index:
+            try:
+                self._row = next(self._rows)
+            except StopIteration:
+                raise IndexError(f"{self.source} ended after {self._next} rows; expected {self.length}") from None
+            self._next += 1
+        return self._row
+
+    def _load_rgb(self, index: int) -> Image.Image:
+        entry = self.row(index)[self.image_column]
+        if entry is None:
+            raise UnreadableImage("no image data")
+        if entry.get("bytes") is not None:
+            return decode_bytes(entry["bytes"])
+        if entry.get("path"):
+            return decode_bytes(Path(entry["path"]).read_bytes())
+        raise UnreadableImage("no image data (neither bytes nor path)")
+
+    def __getstate__(self) -> dict:  # a DataLoader worker starts its own stream
+        return {**self.__dict__, "_rows": None, "_next": 0, "_row": None}
+
+
+class _RowLabels:
+    """`labels[i]` of a streamed data set: the label column of row i, read with the row."""
+
+    def __init__(self, dataset: StreamedImageDataset):
+        self.dataset = dataset
+
+    def __getitem__(self, index: int) -> int:
+        return int(self.dataset.row(index)[self.dataset.label_column])
+
+
 def _find_image_column(features) -> str:
     import datasets
 

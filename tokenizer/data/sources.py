@@ -12,7 +12,7 @@ import numpy as np
 
 from tessera_hub import one_line
 
-from .datasets import ArrayImageDataset, FileImageDataset, HFImageDataset, ImageDataset
+from .datasets import ArrayImageDataset, FileImageDataset, HFImageDataset, ImageDataset, StreamedImageDataset
 from .images import ImageTransform, check_transform_args
 from .mnist_idx import read_idx
 
@@ -43,6 +43,9 @@ class ImageDataConfig:
     resize_mode: str = field(default="crop", metadata={
         "help": "crop: resize + centre-crop; pad: centre-pad smaller images (Fashion-MNIST 28 -> 32)"})
     max_images: int | None = field(default=None, metadata={"help": "use only the first N images of the split"})
+    streaming: bool = field(default=False, metadata={
+        "help": "read a Hugging Face data set as a stream, row by row, instead of downloading the split first "
+                "(tokenizing only)"})
 
     def __post_init__(self):
         if not self.dataset:
@@ -180,6 +183,8 @@ def _hub_dataset(config: ImageDataConfig, transform: ImageTransform) -> ImageDat
     import datasets
 
     kwargs = {"data_dir": config.data_dir} if config.data_dir else {}
+    if config.streaming:
+        kwargs["streaming"] = True
     try:
         hf = datasets.load_dataset(config.dataset, split=config.split, **kwargs)
     except (OSError, ValueError) as err:  # ConnectionError and datasets' DatasetNotFoundError are OSErrors
@@ -187,6 +192,8 @@ def _hub_dataset(config: ImageDataConfig, transform: ImageTransform) -> ImageDat
         raise ValueError(f"dataset {config.dataset!r} is not 'emoji', 'fashion-mnist' or a local folder, and the "
                          f"Hugging Face data set of that name (split {config.split!r}) could not be loaded: "
                          f"{one_line(err)}") from None
+    if config.streaming:
+        return _streamed_dataset(hf, config, transform)
     if config.max_images is not None:
         hf = hf.select(range(min(config.max_images, len(hf))))
     return HFImageDataset(hf, transform=transform, source=f"{config.dataset} split={config.split}",
@@ -195,3 +202,17 @@ def _hub_dataset(config: ImageDataConfig, transform: ImageTransform) -> ImageDat
 
 # ----------------------------------------------------------------------------------------------------
 # Batching
+
+
+def _streamed_dataset(stream, config: ImageDataConfig, transform: ImageTransform) -> ImageDataset:
+    """A streaming split as a StreamedImageDataset of known length: the split's size from the data set's card,
+    cut to max_images; a stream whose card gives no size needs max_images."""
+    splits = getattr(stream.info, "splits", None) or {}
+    known = splits[config.split].num_examples if config.split in splits else None
+    if not known and config.max_images is None:
+        raise ValueError(f"the stream of {config.dataset!r} (split {config.split!r}) does not say how many images it "
+                         f"holds: give max_images (--max_images N) to read its first N")
+    length = min(known or config.max_images, config.max_images or known)
+    return StreamedImageDataset(stream.take(length), length, transform=transform,
+                                source=f"{config.dataset} split={config.split} (streamed)",
+                                name_prefix=f"{config.dataset}/{config.split}/")
