@@ -250,7 +250,9 @@ class PriorTrainer:
             if not isinstance(self.model, GPTPrior):
                 raise ValueError(f"gradient_checkpointing is for the gpt prior; {c.init_from} holds a "
                                  f"{self.model.prior_type} prior")
-            self.model.transformer.gradient_checkpointing_enable({"use_reentrant": False})
+            llama = self.model.transformer  # transformers 5.x renamed it; older versions have only the old name
+            enable = getattr(llama, "activation_checkpointing_enable", None) or llama.gradient_checkpointing_enable
+            enable({"use_reentrant": False})
         # FSDP (accelerate launch with an FSDP config): each process holds a shard of the weights, so the whole
         # model exists only when gathered (whole_model) and every forward runs on all processes together.
         self.sharded = self.accelerator.distributed_type == DistributedType.FSDP

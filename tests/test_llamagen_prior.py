@@ -123,21 +123,27 @@ def imagenet_prior_file(reference, folder: Path) -> Path:
     return folder / "c2i_tiny_64.pt"
 
 
-@pytest.fixture(scope="module")
-def converted_pair(reference, tmp_path_factory) -> Path:
-    """tokenizer/ and prior/ written by tessera convert: a LlamaGen VQ of 48 codes on a 4x4 grid at 16 px (the
-    fixture prior's codes) and the fixture prior with ImageNet's 1,000 classes."""
+def write_llamagen_pair(work: Path, tokenizer_dir: Path, prior_dir: Path) -> dict:
+    """What tessera convert writes from LlamaGen's files, at test size: a LlamaGen VQ of 48 codes on a 4x4 grid
+    at 16 px (the fixture prior's codes), and the fixture prior with ImageNet's 1,000 classes; the prior's
+    conversion summary."""
     from pipelines.commands import convert
     from tests.test_conversion import JANUS_CONFIGS, llamagen_state_dict, perturbed
     from transformers import JanusVQVAE, JanusVQVAEConfig
 
-    folder = tmp_path_factory.mktemp("pair")
     vq = perturbed(JanusVQVAE(JanusVQVAEConfig(**{**JANUS_CONFIGS["one-block"], "num_embeddings": 48})), True)
-    torch.save({"model": llamagen_state_dict(vq)}, folder / "vq_ds4.pt")
-    convert.main(["--source", "llamagen", str(folder / "vq_ds4.pt"), "--resolution", "16",
-                  "--output_dir", str(folder / "tokenizer")])
-    summary = convert.main(["--source", "llamagen-gpt", str(imagenet_prior_file(reference, folder)),
-                            "--num_heads", "2", "--output_dir", str(folder / "prior")])
+    torch.save({"model": llamagen_state_dict(vq)}, work / "vq_ds4.pt")
+    convert.main(["--source", "llamagen", str(work / "vq_ds4.pt"), "--resolution", "16",
+                  "--output_dir", str(tokenizer_dir)])
+    return convert.main(["--source", "llamagen-gpt", str(imagenet_prior_file(load_file(str(FIXTURE)), work)),
+                         "--num_heads", "2", "--output_dir", str(prior_dir)])
+
+
+@pytest.fixture(scope="module")
+def converted_pair(tmp_path_factory) -> Path:
+    """tokenizer/ and prior/ as write_llamagen_pair makes them."""
+    folder = tmp_path_factory.mktemp("pair")
+    summary = write_llamagen_pair(folder, folder / "tokenizer", folder / "prior")
     assert summary["grid"] == [4, 4] and summary["converted_from"]["num_heads"] == 2
     return folder
 

@@ -84,5 +84,9 @@ def test_python_snippets_of_the_readme_and_the_guide_run(page, tmp_path, monkeyp
     # The guide's tokenize example, on a few emoji.
     tokenize_dataset("outputs/demo/tokenizer", TokenizeDatasetConfig(
         dataset="emoji", output_dir="codes/emoji", max_images=40, num_workers=0, progress=False))
+    if page == "README.md":  # what the README's two tessera convert commands write, at test size
+        from tests.test_llamagen_prior import write_llamagen_pair
+
+        write_llamagen_pair(tmp_path, tmp_path / "tokenizers" / "llamagen-vq16", tmp_path / "priors" / "llamagen-gpt-b")
     for code in snippets:
         exec(compile(code, page, "exec"), {})
