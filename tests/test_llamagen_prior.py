@@ -184,7 +184,7 @@ def test_a_converted_prior_fine_tunes_on_codes_with_other_classes(converted_pair
         dataset=str(images), split="train", output_dir=str(tmp_path / "codes"), num_workers=0, progress=False))
     out = train_prior(TrainPriorConfig(
         codes_dir=str(tmp_path / "codes"), output_dir=str(tmp_path / "tuned"), init_from=str(converted_pair / "prior"),
-        max_steps=2, learning_rate=0.0, warmup_steps=0, validation_fraction=0.0, progress=False))
+        max_steps=2, batch_size=4, learning_rate=0.0, warmup_steps=0, validation_fraction=0.0, progress=False))
     start, tuned = load_prior(converted_pair / "prior"), load_prior(out)
     assert tuned.config.num_classes == 3 and tuned.config.class_names == ("cats", "dogs", "owls")
     assert tuned.config.tokenizer_fingerprint == manifest["tokenizer_fingerprint"]

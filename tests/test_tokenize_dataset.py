@@ -114,7 +114,17 @@ def test_a_streamed_split_gives_the_codes_of_the_downloaded_one(tokenizer_dir, f
     assert again["count"] == 21 and all(torch.equal(a[i][0], c[i][0]) for i in range(len(a)))
 
 
-def test_a_stream_of_unknown_length_needs_max_images(tokenizer_dir, folder, tmp_path):
+def test_a_stream_of_unknown_length_needs_max_images(tokenizer_dir, folder, tmp_path, monkeypatch):
+    import datasets
+
+    load = datasets.load_dataset
+
+    def without_sizes(*args, **kwargs):  # a data set whose card gives no split sizes
+        stream = load(*args, **kwargs)
+        stream.info.splits = None
+        return stream
+
+    monkeypatch.setattr(datasets, "load_dataset", without_sizes)
     with pytest.raises(ValueError, match="does not say how many images it holds: give max_images"):
         tokenize_dataset(tokenizer_dir, small_run("imagefolder", tmp_path, data_dir=str(folder), streaming=True))
 
