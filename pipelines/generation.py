@@ -25,7 +25,7 @@ from PIL import Image
 
 from prior.loading import PRIOR_CLASSES, load_prior
 from tessera_hub import CONFIG_NAME, WEIGHTS_NAME, read_json_object, resolve_folder
-from tessera_hub.model_card import ModelCardMixin
+from tessera_hub.model_card import ModelCardMixin, class_list
 from tokenizer import load_tokenizer
 from tokenizer.data import ImageTransform, image_to_rgb
 from tokenizer.models.loading import Tokenizer
@@ -119,7 +119,7 @@ class ImageGenerationPipeline(ModelCardMixin, ModelHubMixin, library_name="tesse
             return f"A {self.tokenizer.architecture} at {side}x{side} px: images from its Gaussian latent (no prior)."
         grids = " + ".join(f"{h}x{w} codes of {v}" for (h, w), v in zip(config.grid_shapes, config.codebook_sizes))
         priors = " and ".join(p.prior_type for p in self.priors)
-        classes = (f"{self.prior.config.num_classes} classes" + (f": {', '.join(self.class_names)}" if self.class_names else "")
+        classes = (f"{self.prior.config.num_classes} classes" + (f": {class_list(self.class_names)}" if self.class_names else "")
                    if self.prior.config.num_classes else "unconditional")
         return (f"{side}x{side}-pixel images as {grids} ({self.tokenizer.architecture} tokenizer), written by a "
                 f"{priors} prior ({classes}).")

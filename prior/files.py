@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tessera_hub import JSONConfig, SavedModel
+from tessera_hub.model_card import class_list
 
 
 class PriorFiles(SavedModel, tags=["image-generation"], pipeline_tag="unconditional-image-generation"):
@@ -23,7 +24,7 @@ class PriorFiles(SavedModel, tags=["image-generation"], pipeline_tag="unconditio
         """What the model card says this prior is."""
         c = self.config
         h, w = c.grid_shape
-        classes = (f"class-conditional over {c.num_classes} classes" + (f" ({', '.join(c.class_names)})" if c.class_names else "")
+        classes = (f"class-conditional over {c.num_classes} classes" + (f" ({class_list(c.class_names)})" if c.class_names else "")
                    if c.num_classes else "unconditional")
         context = (f", conditioned on a {'x'.join(map(str, c.context_grid_shape))} top grid"
                    if c.context_codebook_size else "")

@@ -57,7 +57,6 @@ def prior_for_codes(loaded: nn.Module, codebook_size: int, grid_shape: tuple[int
     if not same_classes:
         state = {name: _resize(loaded, name, tensor, num_classes) for name, tensor in state.items()}
     model.load_state_dict(state, strict=True)
-    model.converted_from = getattr(loaded, "converted_from", None)
     return model
 
 

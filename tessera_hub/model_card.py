@@ -35,6 +35,14 @@ def hub_dataset_ids(names: Sequence[str]) -> list[str]:
     return ids
 
 
+def class_list(names: Sequence[str], most: int = 12) -> str:
+    """Class names for a card or a page, the first and last few of a long list: "tench, goldfish, ... (1,000)"."""
+    names = list(names)
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[: most - 2])}, ..., {', '.join(names[-2:])} ({len(names):,} in all)"
+
+
 def _metric_text(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
