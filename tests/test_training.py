@@ -143,6 +143,31 @@ def test_resume_after_stop_equals_uninterrupted_run(image_folder, reference_run,
     assert_same_weights(all_weights(reference_run), all_weights(resumed))
 
 
+def test_a_streamed_split_trains_and_resumes_exactly(image_folder, tmp_path, monkeypatch):
+    """--streaming: batches come from the stream's seeded shuffle per epoch (5 steps of 2 x 4 cross an epoch of
+    16 rows), and a run stopped at step 2 resumes to the uninterrupted run's weights, bit for bit."""
+    def streamed(out, **overrides):
+        data = ImageDataConfig(dataset="imagefolder", data_dir=str(image_folder), resolution=16, streaming=True)
+        return tiny_train_config(image_folder, out, data=data, **overrides)
+
+    train_tokenizer(streamed(tmp_path / "reference"))
+    original_step = TokenizerTrainer.train_step
+
+    def stop_at_step_3(self, batches):
+        if self.progress.step == 2:
+            raise KeyboardInterrupt
+        return original_step(self, batches)
+
+    monkeypatch.setattr(TokenizerTrainer, "train_step", stop_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_tokenizer(streamed(tmp_path / "resumed"))
+    monkeypatch.setattr(TokenizerTrainer, "train_step", original_step)
+    train_tokenizer(streamed(tmp_path / "resumed", resume_from_checkpoint="latest"))
+    assert_same_weights(all_weights(tmp_path / "reference"), all_weights(tmp_path / "resumed"))
+    lines = [json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["skipped_images"] >= 1  # broken.png came through the stream and was counted
+
+
 KILLABLE_RUN = """
 import json, sys, time
 from tokenizer import training

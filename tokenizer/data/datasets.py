@@ -7,6 +7,7 @@ never ends a long training run; `collate_images` drops such items from the batch
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +49,17 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        name = self._name(index)
+        return self.make_item(self._name(index), lambda: self._load_uint8(index),
+                              lambda: int(self.labels[index]) if self.labels is not None else -1)
+
+    def make_item(self, name: str, load_pixels, label) -> dict:
+        """An item from `load_pixels() -> (3, H, W) uint8` and `label() -> int`, or the skip record."""
         try:
-            pixels = self._load_uint8(index)
+            pixels = load_pixels()
         except DECODE_ERRORS as e:
             # Decoding failures are data problems, not bugs: report and go on.
             return {"skipped": name, "reason": _reason(e), "resolution": self.transform.resolution}
-        label = int(self.labels[index]) if self.labels is not None else -1
-        return {"image": self.transform(pixels), "label": label, "name": name}
+        return {"image": self.transform(pixels), "label": label(), "name": name}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source}, {len(self)} images, {self.num_classes} classes)"
@@ -160,14 +164,7 @@ class HFImageDataset(ImageDataset):
         return f"{self.hf._fingerprint}:{self.image_column}:{self.label_column}"
 
     def _load_rgb(self, index: int) -> Image.Image:
-        entry = self.hf[index][self.image_column]
-        if entry is None:
-            raise UnreadableImage("no image data")
-        if entry.get("bytes") is not None:
-            return decode_bytes(entry["bytes"])
-        if entry.get("path"):
-            return decode_bytes(Path(entry["path"]).read_bytes())
-        raise UnreadableImage("no image data (neither bytes nor path)")
+        return _entry_image(self.hf[index][self.image_column])
 
 
 class StreamedImageDataset(ImageDataset):
@@ -218,17 +215,37 @@ class StreamedImageDataset(ImageDataset):
         return self._row
 
     def _load_rgb(self, index: int) -> Image.Image:
-        entry = self.row(index)[self.image_column]
-        if entry is None:
-            raise UnreadableImage("no image data")
-        if entry.get("bytes") is not None:
-            return decode_bytes(entry["bytes"])
-        if entry.get("path"):
-            return decode_bytes(Path(entry["path"]).read_bytes())
-        raise UnreadableImage("no image data (neither bytes nor path)")
+        return _entry_image(self.row(index)[self.image_column])
 
     def __getstate__(self) -> dict:  # a DataLoader worker starts its own stream
         return {**self.__dict__, "_rows": None, "_next": 0, "_row": None}
+
+    def shuffled_items(self, seed: int, epoch: int, num_processes: int = 1, process_index: int = 0,
+                       skip: int = 0, buffer_size: int = 1_000) -> Iterator[dict]:
+        """Epoch `epoch` of the stream for training: shuffled with datasets' seeded shard order and buffer
+        (the same order for the same seed and epoch), split between processes (split_dataset_by_node), this
+        process's items from its `skip`-th on (the rows before are read, not decoded)."""
+        from datasets.distributed import split_dataset_by_node
+
+        stream = self.stream.shuffle(seed=seed, buffer_size=buffer_size)
+        stream.set_epoch(epoch)
+        stream = split_dataset_by_node(stream, rank=process_index, world_size=num_processes)
+        for i, row in enumerate(stream.skip(skip), start=skip):
+            label = int(row[self.label_column]) if self.label_column else -1
+            yield self.make_item(f"{self.name_prefix}epoch{epoch}/process{process_index}/{i}",
+                                 lambda row=row: TF.pil_to_tensor(_entry_image(row[self.image_column])),
+                                 lambda label=label: label)
+
+
+def _entry_image(entry: dict | None) -> Image.Image:
+    """An undecoded `datasets.Image` value ({"bytes", "path"}) as an RGB picture."""
+    if entry is None:
+        raise UnreadableImage("no image data")
+    if entry.get("bytes") is not None:
+        return decode_bytes(entry["bytes"])
+    if entry.get("path"):
+        return decode_bytes(Path(entry["path"]).read_bytes())
+    raise UnreadableImage("no image data (neither bytes nor path)")
 
 
 class _RowLabels:

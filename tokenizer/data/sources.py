@@ -44,8 +44,7 @@ class ImageDataConfig:
         "help": "crop: resize + centre-crop; pad: centre-pad smaller images (Fashion-MNIST 28 -> 32)"})
     max_images: int | None = field(default=None, metadata={"help": "use only the first N images of the split"})
     streaming: bool = field(default=False, metadata={
-        "help": "read a Hugging Face data set as a stream, row by row, instead of downloading the split first "
-                "(tokenizing only)"})
+        "help": "read a Hugging Face data set as a stream, row by row, instead of downloading the split first"})
 
     def __post_init__(self):
         if not self.dataset:

@@ -154,10 +154,6 @@ class TrainTokenizerConfig:
                 f"a {self.discriminator.num_layers}-layer discriminator needs images of at least {smallest} px; "
                 f"resolution is {resolution}: use fewer discriminator layers"
             )
-        if self.data.streaming:
-            raise ValueError("streaming: a stream is read in order, and tokenizer training draws its batches at "
-                             "random over the whole split; train on a downloaded split (tessera tokenize takes "
-                             "--streaming)")
         if self.data.resolution != resolution:
             raise ValueError(f"data resolution {self.data.resolution} differs from model resolution {resolution}")
 

@@ -22,10 +22,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 from tqdm.auto import tqdm
 
-from ..data import SkipCounter, build_image_dataset, collate_images
+from ..data import SkipCounter, StreamedImageDataset, build_image_dataset, collate_images
 from ..losses import PatchDiscriminator, VQGANLoss
 from ..models.loading import Tokenizer, build_tokenizer
-from .batches import ResumableBatches, random_flip
+from .batches import ResumableBatches, StreamBatches, random_flip
 from .config import TrainTokenizerConfig
 from .gan_phase import check_gan_phase
 from .previews import save_reconstruction_grid
@@ -250,8 +250,13 @@ class TokenizerTrainer:
     def train(self) -> Path:
         c, acc = self.config, self.accelerator
         self._resume()
-        order = self.run.batch_order(len(self.dataset), c.batch_size, "images")
-        self.batch_iter = ResumableBatches(self.dataset, order, collate_images, c.num_workers, self.progress.batches_seen)
+        if isinstance(self.dataset, StreamedImageDataset):
+            self.batch_iter = StreamBatches(self.dataset, c.batch_size, c.seed, collate_images, acc.num_processes,
+                                            acc.process_index, self.progress.batches_seen)
+        else:
+            order = self.run.batch_order(len(self.dataset), c.batch_size, "images")
+            self.batch_iter = ResumableBatches(self.dataset, order, collate_images, c.num_workers,
+                                               self.progress.batches_seen)
         batches = iter(self.batch_iter)
         preview = self._preview_images()  # before start(): a data set with no readable image leaves nothing behind
         self.run.start()
