@@ -70,8 +70,8 @@ class TrainPriorConfig:
     warmup_steps: int = field(default=100, metadata={"help": "steps of linear learning-rate warm-up from 0"})
     lr_schedule: str = field(default="cosine", metadata={"help": "constant, cosine or linear, after the warm-up"})
     gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "GPT: recompute each layer's activations in the backward pass instead of keeping them (less memory "
-                "for a big prior, about a third more time per step)"})
+        "help": "GPT: recompute each layer's activations in the backward pass instead of keeping them (less "
+                "memory for a big prior, more time per step)"})
     max_grad_norm: float | None = field(default=1.0, metadata={
         "help": "clip the gradient norm to this; none or 0 = no clipping"})
     mixed_precision: str = field(default="no", metadata={"help": "autocast precision: no (fp32), fp16 or bf16"})

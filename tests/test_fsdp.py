@@ -121,9 +121,20 @@ def _fsdp_run_init(original, kind):
     return init
 
 
-def test_gradient_checkpointing_trains_the_same_gpt(codes, tmp_path):
+def test_gradient_checkpointing_trains_the_same_gpt(codes, tmp_path, monkeypatch):
+    from prior.training import PriorTrainer
+
+    switched_on = []
+    original = PriorTrainer.train
+
+    def train(self):  # what the run's Llama stack says (transformers' own switch on the layer stack)
+        switched_on.append(self.raw_model.transformer.model.gradient_checkpointing)
+        return original(self)
+
+    monkeypatch.setattr(PriorTrainer, "train", train)
     for name, checkpointing in (("plain", False), ("checkpointed", True)):
         train_prior(tiny_config(codes, tmp_path / name, **SETTINGS, gradient_checkpointing=checkpointing))
+    assert switched_on == [False, True]
     plain, checkpointed = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("plain", "checkpointed"))
     assert max(float((plain[k] - checkpointed[k]).abs().max()) for k in plain) < 1e-6
     with pytest.raises(ValueError, match="gradient_checkpointing is for the gpt prior"):
