@@ -28,7 +28,8 @@ class PriorFiles(SavedModel, tags=["image-generation"], pipeline_tag="unconditio
                    if c.num_classes else "unconditional")
         context = (f", conditioned on a {'x'.join(map(str, c.context_grid_shape))} top grid"
                    if c.context_codebook_size else "")
-        tokenizer = f" made by the tokenizer with fingerprint `{c.tokenizer_fingerprint[:16]}`" if c.tokenizer_fingerprint else ""
+        tokenizer = (f" made by the tokenizer with fingerprint `{c.tokenizer_fingerprint[:16]}`" if c.tokenizer_fingerprint
+                     else f" of a tokenizer converted from {c.tokenizer_source}" if c.tokenizer_source else "")
         parameters = sum(p.numel() for p in self.parameters())
         return (f"A {self.prior_type} prior over {h}x{w} grids of {c.codebook_size} codes{tokenizer}{context}, "
                 f"{classes} ({parameters:,} parameters). It writes code grids; its tokenizer decodes them into "
