@@ -236,3 +236,26 @@ def test_published_tokenizers_convert_from_repo_ids_fetching_only_what_they_need
     assert same_codes_and_images(convert_tokenizer("janus", "tessera-test/janus"), convert_tokenizer("janus", janus))
     with pytest.raises(ValueError, match="filename"):
         convert_tokenizer("llamagen", "tessera-test/llamagen")
+
+
+def test_a_llamagen_prior_converts_from_a_hub_repo(tmp_path, offline_cache):
+    """tessera convert --source llamagen-gpt REPO --filename c2i_..._64.pt: the file from the (offline) Hub cache,
+    the same prior as from the local file."""
+    from safetensors.torch import load_file as read
+
+    from pipelines.commands import convert
+    from prior import GPTPrior
+    from tests.test_llamagen_prior import FIXTURE, imagenet_prior_file
+
+    (tmp_path / "repo").mkdir()
+    imagenet_prior_file(read(str(FIXTURE)), tmp_path / "repo")  # c2i_tiny_64.pt
+    add_to_cache(offline_cache, "tessera-test/llamagen-gpt", tmp_path / "repo", MAIN, "main")
+    convert.main(["--source", "llamagen-gpt", "tessera-test/llamagen-gpt", "--filename", "c2i_tiny_64.pt",
+                  "--num_heads", "2", "--local_files_only", "--output_dir", str(tmp_path / "from-hub")])
+    convert.main(["--source", "llamagen-gpt", str(tmp_path / "repo" / "c2i_tiny_64.pt"), "--num_heads", "2",
+                  "--output_dir", str(tmp_path / "from-file")])
+    hub, local = (read(str(tmp_path / name / "model.safetensors")) for name in ("from-hub", "from-file"))
+    assert hub.keys() == local.keys() and all(torch.equal(hub[k], local[k]) for k in hub)
+    assert GPTPrior.from_pretrained(tmp_path / "from-hub").converted_from["path"] == "tessera-test/llamagen-gpt"
+    with pytest.raises(ValueError, match="give filename"):
+        convert.main(["--source", "llamagen-gpt", "tessera-test/llamagen-gpt", "--output_dir", str(tmp_path / "x")])
