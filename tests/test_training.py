@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -147,8 +148,9 @@ def test_a_streamed_split_trains_and_resumes_exactly(image_folder, tmp_path, mon
     """--streaming: batches come from the stream's seeded shuffle per epoch (5 steps of 2 x 4 cross an epoch of
     16 rows), and a run stopped at step 2 resumes to the uninterrupted run's weights, bit for bit."""
     def streamed(out, **overrides):
-        data = ImageDataConfig(dataset="imagefolder", data_dir=str(image_folder), resolution=16, streaming=True)
-        return tiny_train_config(image_folder, out, data=data, **overrides)
+        data = ImageDataConfig(dataset="imagefolder", data_dir=str(image_folder), resolution=16, streaming=True,
+                               max_images=16)
+        return dataclasses.replace(tiny_train_config(image_folder, out, **overrides), data=data)
 
     train_tokenizer(streamed(tmp_path / "reference"))
     original_step = TokenizerTrainer.train_step
