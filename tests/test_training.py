@@ -286,11 +286,13 @@ def test_train_configs_written_before_the_split_configs_load_with_kl_weight_in_t
     saved = json.loads(json.dumps(model.to_dict()))
     for quantizer in model.quantizers:  # the fsq/lfq fields are newer than the file: a vq at their defaults
         assert quantizer.kind == "vq" and quantizer.fsq_levels == ()
+    assert saved.pop("norm_groups") == 32  # newer than the file, at the group count every tokenizer had then
     saved = {name: ({k: v for k, v in value.items() if k not in QUANTIZER_CHOICE_FIELDS} if "quantizer" in name
                     else value) for name, value in saved.items()}
     assert saved == {name: old["model"][name] for name in saved}  # every field the architecture has, as written
     assert config.loss.kl_weight == old["model"]["kl_weight"]
     again = json.loads(json.dumps(config.to_dict()))
+    assert again["data"].pop("streaming") is False  # newer than the file
     for section in ("data", "discriminator"):
         assert again[section] == old[section]
     assert again["loss"] == {**old["loss"], "kl_weight": old["model"]["kl_weight"]}
