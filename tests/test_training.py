@@ -124,20 +124,24 @@ def reference_run(reference_runs) -> Path:
     return reference_runs("vqgan")
 
 
-def test_resume_after_stop_equals_uninterrupted_run(image_folder, reference_run, tmp_path, monkeypatch):
-
-    resumed = tmp_path / "resumed"
+def stop_after_step_2(config: TrainTokenizerConfig, monkeypatch) -> None:
+    """Run `config` until checkpoint_2 is written, then stop it as Ctrl-C would (before step 3)."""
     original_step = TokenizerTrainer.train_step
 
     def stop_at_step_3(self, batches):
-        if self.progress.step == 2:  # checkpoint_2 was written; the run "stops" here
+        if self.progress.step == 2:
             raise KeyboardInterrupt
         return original_step(self, batches)
 
     monkeypatch.setattr(TokenizerTrainer, "train_step", stop_at_step_3)
     with pytest.raises(KeyboardInterrupt):
-        train_tokenizer(tiny_train_config(image_folder, resumed))
+        train_tokenizer(config)
     monkeypatch.setattr(TokenizerTrainer, "train_step", original_step)
+
+
+def test_resume_after_stop_equals_uninterrupted_run(image_folder, reference_run, tmp_path, monkeypatch):
+    resumed = tmp_path / "resumed"
+    stop_after_step_2(tiny_train_config(image_folder, resumed), monkeypatch)
     assert find_checkpoint(resumed, "latest").name == "checkpoint_2"
 
     train_tokenizer(tiny_train_config(image_folder, resumed, resume_from_checkpoint="latest"))
@@ -153,17 +157,7 @@ def test_a_streamed_split_trains_and_resumes_exactly(image_folder, tmp_path, mon
         return dataclasses.replace(tiny_train_config(image_folder, out, **overrides), data=data)
 
     train_tokenizer(streamed(tmp_path / "reference"))
-    original_step = TokenizerTrainer.train_step
-
-    def stop_at_step_3(self, batches):
-        if self.progress.step == 2:
-            raise KeyboardInterrupt
-        return original_step(self, batches)
-
-    monkeypatch.setattr(TokenizerTrainer, "train_step", stop_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train_tokenizer(streamed(tmp_path / "resumed"))
-    monkeypatch.setattr(TokenizerTrainer, "train_step", original_step)
+    stop_after_step_2(streamed(tmp_path / "resumed"), monkeypatch)
     train_tokenizer(streamed(tmp_path / "resumed", resume_from_checkpoint="latest"))
     assert_same_weights(all_weights(tmp_path / "reference"), all_weights(tmp_path / "resumed"))
     lines = [json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]

@@ -14,11 +14,11 @@ from pipelines.evaluation import evaluate_tokenizer, split_images
 from pipelines.generation import ImageGenerationPipeline, load_pipeline
 from pipelines.training import train_tokenizer
 from tests.conftest import run_script, tiny_prior, tiny_vae_config, tiny_vqgan, write_images
-from tests.test_training import all_weights, assert_same_weights, image_folder, tiny_train_config  # noqa: F401
+from tests.test_training import (all_weights, assert_same_weights, image_folder, stop_after_step_2,  # noqa: F401
+                                 tiny_train_config)
 from tokenizer import VAE, VQGAN, AutoencoderConfig, VQVAE2Config, build_tokenizer, load_tokenizer
 from tokenizer.data import ImageDataConfig
 from tokenizer.losses import LossConfig, VQGANLoss
-from tokenizer.training import TokenizerTrainer
 from tokenizer.models.vae import gaussian_kl
 
 
@@ -139,17 +139,7 @@ def test_training_logs_the_kl_and_resumes_exactly(image_folder, tmp_path, monkey
     assert {"kl_nats", "kl_loss", "gan_loss", "psnr"} <= lines[-1].keys() and "codebook_usage" not in lines[-1]
     assert isinstance(load_tokenizer(tmp_path / "full"), VAE)
 
-    original_step = TokenizerTrainer.train_step
-
-    def stop_at_step_3(self, batches):
-        if self.progress.step == 2:
-            raise KeyboardInterrupt
-        return original_step(self, batches)
-
-    monkeypatch.setattr(TokenizerTrainer, "train_step", stop_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train_tokenizer(vae_train_config(image_folder, tmp_path / "resumed"))
-    monkeypatch.setattr(TokenizerTrainer, "train_step", original_step)
+    stop_after_step_2(vae_train_config(image_folder, tmp_path / "resumed"), monkeypatch)
     train_tokenizer(vae_train_config(image_folder, tmp_path / "resumed", resume_from_checkpoint="latest"))
     # The reparameterisation noise after the resume is the noise the uninterrupted run drew.
     assert_same_weights(all_weights(tmp_path / "full"), all_weights(tmp_path / "resumed"))
